@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use switchboard_proto::rpc::{
-    InvocationRequest, ParameterBinding, RpcHttp, RpcLog, StartStream, StatusResult,
-    StreamingMessage, TypedData, parameter_binding::RpcData, rpc_log, status_result,
-    typed_data::Data,
+    InvocationRequest, ParameterBinding, RpcHttp, RpcLog, StartStream, StatusResult, StreamingMessage,
+    TypedData, parameter_binding::RpcData, rpc_log, status_result, typed_data::Data,
 };
 use switchboard_proto::{Content, Message};
 
@@ -57,7 +56,7 @@ fn invocation_request_with_rpc_http() {
     );
     assert_eq!(rpc_http.len() / 2, 31);
     let expected = format!(
-        "2230{}",  // invocation_request (4), 48 bytes
+        "2230{}", // invocation_request (4), 48 bytes
         format_args!(
             "0a0169120166 1a28 0a03726571 1221 2a1f{rpc_http}",
             // invocation_id (1) "i", function_id (2) "f", input_data (3) 40 bytes:

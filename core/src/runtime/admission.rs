@@ -1,0 +1,256 @@
+//! Admission: who may become a worker. A stream must send `StartStream` first, with a worker id
+//! the runtime issued (single use, expiring), or carry a pool's join token, or a resume token
+//! for a slot it holds. Everything else is refused with a reason.
+
+use std::collections::BTreeMap;
+
+use switchboard_proto::Content;
+use switchboard_proto::rpc::{StartStream, StreamingMessage, WorkerInitRequest};
+
+use super::registry::cap;
+use super::{Runtime, Timer, WKey};
+use crate::event::{Admission, Event, EvictReason, WorkerState};
+use crate::ids::{ConnId, WorkerId};
+use crate::io::{CloseReason, ConnMeta, Output, ProvisionRequest};
+
+/// A worker id the runtime issued and nobody has used yet.
+#[derive(Debug)]
+pub(super) struct Ticket {
+    pub(super) pool: usize,
+    pub(super) seq: u64,
+}
+
+/// Longest worker id accepted.
+const MAX_WORKER_ID: usize = 256;
+
+impl Runtime {
+    pub(super) fn on_connected(&mut self, conn: ConnId, peer: String, meta: ConnMeta) {
+        if self.conns.contains_key(&conn) {
+            // The shell numbers streams; a reused number is a shell bug, and the old stream's
+            // state must not be overwritten. Refuse the newcomer.
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::ProtocolViolation("stream number already in use".into()),
+            });
+            return;
+        }
+        self.conns.insert(conn, super::registry::Conn { peer, meta, worker: None });
+        let at = self.now + self.cfg.timeouts.start_stream;
+        self.timers.set(Timer::ConnStart(conn), at);
+    }
+
+    pub(super) fn on_conn_start_timeout(&mut self, conn: ConnId) {
+        if self.conns.get(&conn).is_some_and(|c| c.worker.is_none()) {
+            self.reject(conn, None, CloseReason::Timeout("no StartStream within the deadline".into()));
+        }
+    }
+
+    /// Refuses a stream that has not become a worker.
+    pub(super) fn reject(&mut self, conn: ConnId, worker: Option<WorkerId>, reason: CloseReason) {
+        self.timers.cancel(Timer::ConnStart(conn));
+        let Some(c) = self.conns.remove(&conn) else { return };
+        self.counters.rejected += 1;
+        self.emit(Event::WorkerRejected { conn, peer: c.peer, worker, reason: reason.message().to_owned() });
+        self.out.push_back(Output::Close { conn, reason });
+    }
+
+    /// The first message of a stream.
+    pub(super) fn on_start_stream(&mut self, conn: ConnId, start: StartStream) {
+        self.timers.cancel(Timer::ConnStart(conn));
+        let id = start.worker_id;
+        if id.is_empty() || id.len() > MAX_WORKER_ID || id.chars().any(char::is_control) {
+            let why = format!("invalid worker id ({} bytes)", id.len());
+            return self.reject(conn, None, CloseReason::ProtocolViolation(why));
+        }
+        let id = WorkerId(id);
+        let meta = self.conns.get(&conn).map(|c| c.meta.clone()).unwrap_or_default();
+
+        if let Some(token) = &meta.resume_token
+            && let Some(&w) = self.worker_ids.get(&id.0)
+        {
+            let valid = self.workers[&w].resume_token.as_deref().is_some_and(|t| ct_eq(t, token));
+            if valid {
+                return self.resume(conn, w);
+            }
+            return self.reject(
+                conn,
+                Some(id),
+                CloseReason::PermissionDenied("resume token does not match this worker".into()),
+            );
+        }
+        if self.worker_ids.contains_key(&id.0) {
+            return self.reject(
+                conn,
+                Some(id),
+                CloseReason::PermissionDenied("a stream with this worker id is already live".into()),
+            );
+        }
+        if self.shutting_down {
+            return self.reject(conn, Some(id), CloseReason::Released("the runtime is shutting down".into()));
+        }
+        if let Some(ticket) = self.tickets.remove(&id.0) {
+            self.ticket_ids.remove(&ticket.seq);
+            self.timers.cancel(Timer::Ticket(ticket.seq));
+            self.pools[ticket.pool].provisioning -= 1;
+            self.add_worker(conn, id, ticket.pool, Admission::Provisioned, true);
+            return;
+        }
+        if let Some(token) = &meta.join_token {
+            // Compare against every pool's token so the time taken does not reveal which pool
+            // (or how much of a token) matched.
+            let mut found = None;
+            for (i, pool) in self.pools.iter().enumerate() {
+                if let Some(t) = &pool.spec.join_token
+                    && ct_eq(t, token)
+                {
+                    found = Some(i);
+                }
+            }
+            let Some(pool) = found else {
+                return self.reject(
+                    conn,
+                    Some(id),
+                    CloseReason::PermissionDenied("join token not valid".into()),
+                );
+            };
+            if self.pools[pool].members + self.pools[pool].provisioning >= self.pools[pool].spec.max {
+                let why = format!("pool {} is full", self.pools[pool].spec.key);
+                return self.reject(conn, Some(id), CloseReason::PermissionDenied(why));
+            }
+            self.add_worker(conn, id, pool, Admission::Joined, false);
+            return;
+        }
+        let why = if meta.resume_token.is_some() {
+            "resume token presented for a worker this runtime does not hold"
+        } else {
+            "unknown worker id: not issued by this runtime, already used, or expired"
+        };
+        self.reject(conn, Some(id), CloseReason::Unauthenticated(why.into()));
+    }
+
+    /// Sends `WorkerInitRequest`; connection-mode workers also get their resume token.
+    pub(super) fn send_init_request(&mut self, w: WKey, resumed: bool) {
+        let worker = &self.workers[&w];
+        let mut capabilities = BTreeMap::new();
+        if worker.connection_mode
+            && let Some(token) = &worker.resume_token
+        {
+            capabilities.insert(cap::RESUME_TOKEN.to_owned(), token.clone());
+            capabilities.insert(cap::RESUMED.to_owned(), resumed.to_string());
+        }
+        let msg = StreamingMessage {
+            request_id: String::new(),
+            content: Some(Content::WorkerInitRequest(WorkerInitRequest {
+                host_version: self.cfg.host_version.clone(),
+                capabilities,
+                log_categories: BTreeMap::new(),
+                worker_directory: String::new(),
+                function_app_directory: String::new(),
+            })),
+        };
+        self.send_to(w, msg);
+        if !resumed {
+            let at = self.now + self.cfg.timeouts.init;
+            self.timers.set(Timer::Phase(w), at);
+        }
+    }
+
+    /// Gives a reconnected worker its slot back: app, functions, in-flight invocations.
+    fn resume(&mut self, conn: ConnId, w: WKey) {
+        let old_conn = self.workers[&w].conn;
+        if let Some(old) = old_conn {
+            // The worker says its old stream is dead; believe the holder of the token.
+            self.conns.remove(&old);
+            self.out.push_back(Output::Close {
+                conn: old,
+                reason: CloseReason::Released("superseded by a resumed stream".into()),
+            });
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.worker = Some(w);
+        }
+        self.timers.cancel(Timer::Resume(w));
+        let now = self.now;
+        let worker = self.workers.get_mut(&w).expect("resuming a known worker");
+        let away = now.saturating_duration_since(worker.state_since);
+        worker.conn = Some(conn);
+        worker.last_seen = now;
+        worker.probing = false;
+        worker.resume_ack_pending = true;
+        let back_to = if worker.state == WorkerState::Disconnected { worker.resume_to } else { worker.state };
+        let id = worker.id.clone();
+        let peer = self.conns.get(&conn).map(|c| c.peer.clone()).unwrap_or_default();
+        let pool = self.pools[worker.pool].spec.key.clone();
+        self.emit(Event::WorkerAdmitted { worker: id.clone(), pool, peer, via: Admission::Resumed });
+        self.send_init_request(w, true);
+        self.set_state(w, back_to, "resumed");
+        let resent = self.resend_in_flight(w);
+        self.counters.resumes += 1;
+        self.emit(Event::WorkerResumed { worker: id, after: away, resent });
+        self.arm_liveness(w);
+        self.worker_became_available(w);
+    }
+
+    /// Issues a worker id for a pool and asks the provisioner to start a worker with it.
+    pub(super) fn provision(&mut self, pool: usize) {
+        let seq = self.key();
+        let worker = WorkerId(self.rng.uuid());
+        let request_id = self.rng.uuid();
+        self.tickets.insert(worker.0.clone(), Ticket { pool, seq });
+        self.ticket_ids.insert(seq, worker.0.clone());
+        let at = self.now + self.cfg.timeouts.provision_ticket;
+        self.timers.set(Timer::Ticket(seq), at);
+        self.pools[pool].provisioning += 1;
+        self.counters.provisions += 1;
+        let key = self.pools[pool].spec.key.clone();
+        self.emit(Event::ProvisionRequested { worker: worker.clone(), pool: key.clone() });
+        self.out.push_back(Output::Provision(ProvisionRequest { worker, request_id, pool: key }));
+    }
+
+    pub(super) fn on_ticket_expired(&mut self, seq: u64) {
+        let Some(id) = self.ticket_ids.remove(&seq) else { return };
+        let Some(ticket) = self.tickets.remove(&id) else { return };
+        self.pools[ticket.pool].provisioning -= 1;
+        let worker = WorkerId(id);
+        // Stop whatever was started: it may still be booting and would be refused anyway.
+        self.out.push_back(Output::Release {
+            worker: worker.clone(),
+            reason: "did not connect before its worker id expired".into(),
+        });
+        self.provision_failed(ticket.pool, worker, "did not connect before its worker id expired".into());
+    }
+
+    pub(super) fn on_provision_failed(&mut self, worker: WorkerId, error: String) {
+        let Some(ticket) = self.tickets.remove(&worker.0) else { return };
+        self.ticket_ids.remove(&ticket.seq);
+        self.timers.cancel(Timer::Ticket(ticket.seq));
+        self.pools[ticket.pool].provisioning -= 1;
+        self.provision_failed(ticket.pool, worker, error);
+    }
+
+    fn provision_failed(&mut self, pool: usize, worker: WorkerId, reason: String) {
+        let backoff = self.pool_failure(pool);
+        let key = self.pools[pool].spec.key.clone();
+        self.emit(Event::ProvisionFailed { worker, pool: key, reason, backoff });
+        self.reconcile_pool(pool);
+    }
+
+    pub(super) fn on_worker_exited(&mut self, worker: WorkerId, status: String) {
+        if self.tickets.contains_key(&worker.0) {
+            let error = format!("exited before connecting: {status}");
+            return self.on_provision_failed(worker, error);
+        }
+        if let Some(&w) = self.worker_ids.get(&worker.0) {
+            self.evict(w, EvictReason::Exited(status));
+        }
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub(super) fn ct_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
