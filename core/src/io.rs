@@ -207,7 +207,7 @@ pub enum Outcome {
     /// The function ran and succeeded.
     Completed(Box<Completed>),
     /// The function ran and failed (raised).
-    Failed(Box<RpcException>),
+    Failed(Box<FunctionError>),
     /// No answer within the deadline (HTTP 504).
     Timeout,
     /// The caller cancelled.
@@ -263,6 +263,16 @@ impl Completed {
         done.output_data = output_data;
         done
     }
+}
+
+/// A function's failure.
+#[derive(Debug, Clone)]
+pub struct FunctionError {
+    /// What the worker reported (message, stack trace).
+    pub exception: RpcException,
+    /// Whether the app opted in to showing error messages to HTTP callers
+    /// (`SWITCHBOARD_EXPOSE_ERRORS`); admin callers may always see them.
+    pub expose: bool,
 }
 
 /// Why an accepted call could not run.

@@ -23,6 +23,7 @@ mod io;
 mod rng;
 mod runtime;
 mod timer;
+pub mod worker;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -34,7 +35,7 @@ pub use event::{
 };
 pub use ids::{CallId, ConnId, PoolKey, WorkerId};
 pub use io::{
-    CloseReason, Completed, ConnMeta, Input, Invoke, NotFound, Outcome, Output, Payload, ProvisionRequest,
+    CloseReason, Completed, ConnMeta, FunctionError, Input, Invoke, NotFound, Outcome, Output, Payload, ProvisionRequest,
     Target, Unavailable, WorkerLog,
 };
 pub use runtime::{AppInfo, Counters, PoolInfo, Runtime, WorkerInfo};

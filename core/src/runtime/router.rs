@@ -18,7 +18,7 @@ use super::{AKey, IKey, Runtime, Timer, WKey};
 use crate::app::{AppSpec, FunctionSpec, RouteMatch, Trigger};
 use crate::event::{DropReason, Event};
 use crate::ids::CallId;
-use crate::io::{Completed, Invoke, NotFound, Outcome, Output, Payload, Target, Unavailable};
+use crate::io::{Completed, FunctionError, Invoke, NotFound, Outcome, Output, Payload, Target, Unavailable};
 
 /// An accepted call.
 #[derive(Debug)]
@@ -272,7 +272,8 @@ impl Runtime {
             if self.may_retry(i, false) {
                 return self.schedule_retry(i);
             }
-            Outcome::Failed(Box::new(exception))
+            let expose = self.apps[&self.invs[&i].app].spec().expose_errors;
+            Outcome::Failed(Box::new(FunctionError { exception, expose }))
         };
         self.settle(i, outcome);
         self.worker_became_available(w);

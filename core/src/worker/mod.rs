@@ -1,0 +1,1 @@
+//! The connection-mode worker state machine (in progress).
