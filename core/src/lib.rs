@@ -35,8 +35,8 @@ pub use event::{
 };
 pub use ids::{CallId, ConnId, PoolKey, WorkerId};
 pub use io::{
-    CloseReason, Completed, ConnMeta, FunctionError, Input, Invoke, NotFound, Outcome, Output, Payload, ProvisionRequest,
-    Target, Unavailable, WorkerLog,
+    CloseReason, Completed, ConnMeta, FunctionError, Input, Invoke, NotFound, Outcome, Output, Payload,
+    ProvisionRequest, Target, Unavailable, WorkerLog,
 };
 pub use runtime::{AppInfo, Counters, PoolInfo, Runtime, WorkerInfo};
 pub use switchboard_proto as proto;

@@ -479,10 +479,7 @@ pub(super) fn function_index(spec: &AppSpec, name: &str) -> Option<usize> {
 type Resolved<'a> = (&'a FunctionSpec, Vec<(String, String)>);
 
 /// Finds the function a target names, with route parameters for HTTP routes.
-fn resolve<'a>(
-    spec: &'a AppSpec,
-    target: &Target,
-) -> Result<Resolved<'a>, NotFound> {
+fn resolve<'a>(spec: &'a AppSpec, target: &Target) -> Result<Resolved<'a>, NotFound> {
     match target {
         Target::Function(name) => {
             let f = function_index(spec, name).map(|i| &spec.functions[i]).ok_or(NotFound::Function)?;

@@ -392,7 +392,9 @@ fn function_error_is_reported_and_worker_stays() {
     let outs = h.specialize(conn, &outs);
     let id = invocation_ids(&outs, conn).remove(0);
     let outs = h.send(conn, error_response(&id, "RuntimeError: boom"));
-    assert!(matches!(replies(&outs)[..], [(_, Outcome::Failed(e))] if e.exception.message == "RuntimeError: boom" && !e.expose));
+    assert!(
+        matches!(replies(&outs)[..], [(_, Outcome::Failed(e))] if e.exception.message == "RuntimeError: boom" && !e.expose)
+    );
     let (_, outs) = h.invoke("hello", "api/hello");
     assert_eq!(invocation_ids(&outs, conn).len(), 1, "same worker serves the next call");
 }

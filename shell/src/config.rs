@@ -1,0 +1,463 @@
+//! The TOML configuration of `switchboard serve`. Every field has a default; an empty file (or
+//! none) runs a useful local setup: the three listeners on 127.0.0.1 and a warm pool of real
+//! Python workers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchboard_core::app::ScaleSpec;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Admin API access.
+    pub admin: Admin,
+    /// Size limits.
+    pub limits: Limits,
+    /// Timeouts and intervals.
+    pub timeouts: Timeouts,
+    /// Placeholder pools. Default: one `python` pool (see [`Pool::default_python`]).
+    #[serde(rename = "pool")]
+    pub pools: Vec<Pool>,
+    /// Apps to deploy at start.
+    #[serde(rename = "app")]
+    pub apps: Vec<App>,
+    /// Where the runtime keeps its state (the generated admin token). Default `.switchboard`.
+    pub state_dir: PathBuf,
+    /// Where bootstrapped worker environments are cached. Default
+    /// `$XDG_CACHE_HOME/switchboard` or `~/.cache/switchboard`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Listen::default(),
+            admin: Admin::default(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            pools: vec![Pool::default_python()],
+            apps: Vec::new(),
+            state_dir: PathBuf::from(".switchboard"),
+            cache_dir: None,
+        }
+    }
+}
+
+/// Listener addresses. Port 0 picks a free port (the bound addresses are printed at start).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// HTTP front door: `http://HOST:PORT/<app>/api/<route>`. Default `127.0.0.1:7071`.
+    pub front_door: SocketAddr,
+    /// Admin API (JSON, bearer token). Default `127.0.0.1:7072`.
+    pub admin: SocketAddr,
+    /// Worker endpoint (gRPC `FunctionRpc`). Default `127.0.0.1:7073`.
+    pub workers: SocketAddr,
+    /// Host name workers are told to dial (`--host`). Default: the worker listener's IP.
+    pub advertise_host: Option<String>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            front_door: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 7072)),
+            workers: SocketAddr::from(([127, 0, 0, 1], 7073)),
+            advertise_host: None,
+        }
+    }
+}
+
+/// Admin API access.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    /// Bearer token. Default: generated on first start and stored in `<state_dir>/admin-token`.
+    pub token: Option<String>,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest gRPC message in either direction; passed to workers as
+    /// `--grpcMaxMessageLength`. Default 16 MiB.
+    pub max_message_bytes: usize,
+    /// Largest front-door request body (413 above). Default 10 MiB.
+    pub max_body_bytes: usize,
+    /// Largest total size of a request's headers (431 above). Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// Most headers on one request (431 above). Default 100.
+    pub max_headers: usize,
+    /// Messages queued to one worker before it is presumed stuck and dropped. Default 4096.
+    pub worker_outbound_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 << 20,
+            max_body_bytes: 10 << 20,
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+            worker_outbound_queue: 4096,
+        }
+    }
+}
+
+/// Timeouts and intervals (humantime strings: `"30s"`, `"500ms"`, `"5m"`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// Longest wait in an app's queue for a ready worker (then 503). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub queue: Duration,
+    /// Init handshake. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub init: Duration,
+    /// Env reload (specialization). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub env_reload: Duration,
+    /// All function loads. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub function_load: Duration,
+    /// How long a provisioned worker id stays valid. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub provision: Duration,
+    /// Silence after which a heartbeat-advertising worker is evicted. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Resume grace for connection-mode workers. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub resume_grace: Duration,
+    /// Longest drain of one worker. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub drain: Duration,
+    /// Idle ready workers above an app's minimum are released after this. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub idle_release: Duration,
+    /// HTTP/2 keepalive ping interval on worker streams (the liveness of workers that send
+    /// nothing of their own). Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Longest graceful shutdown (drain in-flight calls) before workers are killed. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown: Duration,
+    /// Grace between SIGTERM and SIGKILL for released worker processes. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub kill_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let core = switchboard_core::Timeouts::default();
+        Timeouts {
+            queue: core.queue,
+            init: core.init,
+            env_reload: core.env_reload,
+            function_load: core.function_load,
+            provision: core.provision_ticket,
+            heartbeat: core.heartbeat,
+            resume_grace: core.resume_grace,
+            drain: core.drain,
+            idle_release: core.idle_release,
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(2),
+            shutdown: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How a pool gets its workers.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisionerKind {
+    /// Start worker processes on this machine (the default).
+    #[default]
+    Local,
+    /// Start nothing: workers come on their own with the pool's join token.
+    External,
+}
+
+/// A placeholder pool.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pool {
+    /// Language (`python`, `custom`, ...).
+    pub language: String,
+    /// Language version; empty serves apps that ask for none.
+    pub version: String,
+    /// Warm placeholders to keep. Default 2.
+    pub min_idle: u32,
+    /// Most workers in the pool. Default 8.
+    pub max: u32,
+    /// Who starts workers. Default `local`.
+    pub provisioner: ProvisionerKind,
+    /// Worker command (argv). The host-style arguments (`--host --port --workerId --requestId
+    /// --grpcMaxMessageLength`) are appended. For `python` without a command, the real Azure
+    /// Functions Python worker is bootstrapped into a cached venv.
+    pub command: Vec<String>,
+    /// Environment for the worker process and, at specialization, the base of the app's
+    /// environment (the Python worker replaces its whole environment then).
+    pub env: BTreeMap<String, String>,
+    /// Variables copied from the runtime's own environment into `env` (unless set there).
+    pub inherit_env: Vec<String>,
+    /// Token that admits workers that were not provisioned (connection-mode workers).
+    pub join_token: Option<String>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            language: String::new(),
+            version: String::new(),
+            min_idle: 2,
+            max: 8,
+            provisioner: ProvisionerKind::Local,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            inherit_env: ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"]
+                .map(String::from)
+                .to_vec(),
+            join_token: None,
+        }
+    }
+}
+
+impl Pool {
+    /// The default pool: real Python workers, two warm.
+    pub fn default_python() -> Self {
+        Pool { language: "python".into(), ..Pool::default() }
+    }
+}
+
+/// An app deployed at start.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct App {
+    /// The app folder (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// Name; default: the folder's name.
+    pub name: Option<String>,
+    /// Settings over local.settings.json `Values`.
+    pub settings: BTreeMap<String, String>,
+    /// Workers kept specialized without traffic.
+    pub min_workers: Option<u32>,
+    /// Most workers for this app.
+    pub max_workers: Option<u32>,
+    /// In-flight invocations per worker.
+    pub concurrency: Option<u32>,
+    /// Calls that may wait for a worker.
+    pub queue_limit: Option<u32>,
+}
+
+impl App {
+    /// The scale this entry asks for, over the defaults.
+    pub fn scale(&self) -> Option<ScaleSpec> {
+        if self.min_workers.is_none()
+            && self.max_workers.is_none()
+            && self.concurrency.is_none()
+            && self.queue_limit.is_none()
+        {
+            return None;
+        }
+        let d = ScaleSpec::default();
+        Some(ScaleSpec {
+            min_workers: self.min_workers.unwrap_or(d.min_workers),
+            max_workers: self.max_workers.unwrap_or(d.max_workers),
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            queue_limit: self.queue_limit.unwrap_or(d.queue_limit),
+        })
+    }
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said (line, column, field).
+        message: String,
+    },
+    /// The values do not make sense together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a config file; relative app paths become relative to the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config =
+            Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for app in &mut config.apps {
+            if app.path.is_relative() {
+                app.path = base.join(&app.path);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses config text (without validating cross-field rules).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks rules no single field can express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for pool in &self.pools {
+            if pool.language.is_empty() {
+                return Err(ConfigError::Invalid("a [[pool]] has no language".into()));
+            }
+            if !seen.insert((pool.language.clone(), pool.version.clone())) {
+                return Err(ConfigError::Invalid(format!(
+                    "two pools for language {:?} version {:?}",
+                    pool.language, pool.version
+                )));
+            }
+            if pool.max == 0 || pool.min_idle > pool.max {
+                return Err(ConfigError::Invalid(format!(
+                    "pool {}: need 0 < max and min_idle <= max (min_idle {}, max {})",
+                    pool.language, pool.min_idle, pool.max
+                )));
+            }
+            if pool.provisioner == ProvisionerKind::External && pool.join_token.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "pool {}: an external pool needs a join_token, or no worker can join",
+                    pool.language
+                )));
+            }
+            if pool.provisioner == ProvisionerKind::Local
+                && pool.command.is_empty()
+                && pool.language != "python"
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "pool {}: a local pool needs a command (only python has a built-in one)",
+                    pool.language
+                )));
+            }
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid("limits.max_message_bytes must be at least 1024".into()));
+        }
+        Ok(())
+    }
+
+    /// The core's configuration for these settings.
+    pub fn core(&self, seed: [u8; 32]) -> switchboard_core::Config {
+        let t = &self.timeouts;
+        let timeouts = switchboard_core::Timeouts {
+            queue: t.queue,
+            init: t.init,
+            env_reload: t.env_reload,
+            function_load: t.function_load,
+            provision_ticket: t.provision,
+            heartbeat: t.heartbeat,
+            resume_grace: t.resume_grace,
+            drain: t.drain,
+            idle_release: t.idle_release,
+            ..switchboard_core::Timeouts::default()
+        };
+        switchboard_core::Config {
+            seed,
+            timeouts,
+            pools: self.pools.iter().map(Pool::core).collect(),
+            ..switchboard_core::Config::default()
+        }
+    }
+}
+
+impl Pool {
+    /// The core's view of this pool.
+    pub fn core(&self) -> switchboard_core::PoolSpec {
+        let mut environment = self.env.clone();
+        for name in &self.inherit_env {
+            if let Ok(value) = std::env::var(name) {
+                environment.entry(name.clone()).or_insert(value);
+            }
+        }
+        switchboard_core::PoolSpec {
+            key: switchboard_core::PoolKey::new(&self.language, &self.version),
+            min_idle: self.min_idle,
+            max: self.max,
+            provisioned: self.provisioner != ProvisionerKind::External,
+            join_token: self.join_token.clone(),
+            environment,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default_local_setup() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.front_door.port(), 7071);
+        assert_eq!(c.pools[0].language, "python");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn fields_parse_with_units() {
+        let c = Config::parse(
+            r#"
+            [listen]
+            front_door = "127.0.0.1:0"
+            [timeouts]
+            queue = "5s"
+            heartbeat = "750ms"
+            [[pool]]
+            language = "custom"
+            provisioner = "external"
+            join_token = "t"
+            [[app]]
+            path = "examples/hello"
+            max_workers = 3
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.timeouts.queue, Duration::from_secs(5));
+        assert_eq!(c.timeouts.heartbeat, Duration::from_millis(750));
+        assert_eq!(c.pools.len(), 1);
+        assert_eq!(c.apps[0].scale().unwrap().max_workers, 3);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_pools_are_errors() {
+        let e = Config::parse("[listen]\nfrontdoor = \"x\"").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+        let c = Config::parse("[[pool]]\nlanguage = \"node\"").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("needs a command"), "{e}");
+    }
+}

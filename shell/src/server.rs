@@ -1,0 +1,253 @@
+//! Starting and stopping a whole runtime on any [`Runtime`]: listeners first (workers may only
+//! be started once their endpoint listens), then the driver, provisioners, apps and accept loops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchboard_core::PoolKey;
+use switchboard_core::app::AppOptions;
+use tokio::sync::{oneshot, watch};
+
+use crate::admin::AdminApi;
+use crate::appdir::{LoadError, load_app};
+use crate::config::{Config, ConfigError, ProvisionerKind};
+use crate::driver::{self, Driver, Handle};
+use crate::front_door::{FrontDoor, FrontDoorLimits};
+use crate::grpc::WorkerEndpoint;
+use crate::provision::{LocalPool, LocalProvisioner, Provisioners, python};
+use crate::rt::Runtime;
+use crate::serve;
+use crate::telemetry::Telemetry;
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Python worker could not be installed.
+    #[error("cannot prepare the Python worker: {0}")]
+    PythonWorker(std::io::Error),
+    /// An app given at start could not be deployed.
+    #[error("app {path}: {error}")]
+    App {
+        /// The app folder.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// The admin token file could not be read or written.
+    #[error("admin token in {path}: {source}")]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running runtime.
+#[derive(Debug)]
+pub struct Started {
+    /// Bound front-door address.
+    pub front_door: SocketAddr,
+    /// Bound admin address.
+    pub admin: SocketAddr,
+    /// Bound worker-endpoint address.
+    pub workers: SocketAddr,
+    /// The admin bearer token.
+    pub admin_token: String,
+    /// A way to reach the driver.
+    pub handle: Handle,
+    stop: watch::Sender<bool>,
+    stopped: oneshot::Receiver<()>,
+    shutdown_within: std::time::Duration,
+}
+
+impl Started {
+    /// Graceful shutdown: stop accepting, let in-flight calls finish (up to the configured
+    /// bound), stop every worker process. Resolves when all of that is done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.handle.shutdown(self.shutdown_within).await;
+        let _ = self.stopped.await;
+    }
+}
+
+/// Starts a runtime with `config` on `rt`; `apps` are deployed in addition to the config's.
+pub async fn start<R: Runtime>(rt: R, config: Config, apps: &[PathBuf]) -> Result<Started, StartError> {
+    config.validate()?;
+    // Workers may be started only once their endpoint listens: bind everything first.
+    let (workers_std, workers) = bind("workers", config.listen.workers)?;
+    let (front_std, front_door) = bind("front door", config.listen.front_door)?;
+    let (admin_std, admin) = bind("admin", config.listen.admin)?;
+    let listener =
+        |l| rt.listener(l).map_err(|source| StartError::Bind { what: "listener", addr: workers, source });
+    let (workers_l, front_l, admin_l) = (listener(workers_std)?, listener(front_std)?, listener(admin_std)?);
+
+    let admin_token = admin_token(&config)?;
+    let local_pools = local_pools(&config).await?;
+
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the OS provides randomness");
+    let (handle, rx) = driver::channel();
+    let core = switchboard_core::Runtime::new(config.core(seed), Instant::now());
+
+    let mut provisioners = Provisioners::default();
+    if !local_pools.is_empty() {
+        let host = config.listen.advertise_host.clone().unwrap_or_else(|| workers.ip().to_string());
+        let keys: Vec<PoolKey> = local_pools.iter().map(|p| p.key.clone()).collect();
+        let local = LocalProvisioner::new(
+            rt.clone(),
+            handle.clone(),
+            local_pools,
+            host,
+            workers.port(),
+            config.limits.max_message_bytes,
+            config.timeouts.kill_grace,
+        );
+        provisioners.add(keys, Box::new(local));
+    }
+
+    let (stopped_tx, stopped) = oneshot::channel();
+    let driver = Driver::new(rt.clone(), core, rx, provisioners, Telemetry::default());
+    rt.spawn(async move {
+        driver.run().await;
+        let _ = stopped_tx.send(());
+    });
+
+    for app in &config.apps {
+        let options = AppOptions {
+            name: app.name.clone(),
+            settings: app.settings.clone(),
+            scale: app.scale(),
+            ..AppOptions::default()
+        };
+        deploy(&handle, &app.path, options).await?;
+    }
+    for path in apps {
+        deploy(&handle, path, AppOptions::default()).await?;
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let endpoint = WorkerEndpoint::service(
+        rt.clone(),
+        handle.clone(),
+        config.limits.worker_outbound_queue,
+        config.limits.max_message_bytes,
+    );
+    let keepalive = (config.timeouts.keepalive_interval, config.timeouts.keepalive_timeout);
+    rt.spawn(serve::serve_grpc(rt.clone(), workers_l, endpoint, keepalive, stop_rx.clone()));
+    let limits = FrontDoorLimits {
+        max_body: config.limits.max_body_bytes,
+        max_header_bytes: config.limits.max_header_bytes,
+        max_headers: config.limits.max_headers,
+    };
+    let front = FrontDoor::new(handle.clone(), limits);
+    let front_handler = move |req, _peer| Arc::clone(&front).serve(req);
+    rt.spawn(serve::serve_http(rt.clone(), front_l, "front door", front_handler, stop_rx.clone()));
+    let api = AdminApi::new(handle.clone(), admin_token.clone());
+    let admin_handler = move |req, _peer| Arc::clone(&api).serve(req);
+    rt.spawn(serve::serve_http(rt.clone(), admin_l, "admin", admin_handler, stop_rx));
+
+    tracing::info!(%front_door, %admin, %workers, "switchboard listening");
+    Ok(Started {
+        front_door,
+        admin,
+        workers,
+        admin_token,
+        handle,
+        stop,
+        stopped,
+        shutdown_within: config.timeouts.shutdown,
+    })
+}
+
+fn bind(what: &'static str, addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), StartError> {
+    let err = |source| StartError::Bind { what, addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+async fn deploy(handle: &Handle, path: &Path, options: AppOptions) -> Result<(), StartError> {
+    let app_err = |error: String| StartError::App { path: path.to_owned(), error };
+    let spec = load_app(path, &options).map_err(|e: LoadError| app_err(e.to_string()))?;
+    let result = handle.with_core(move |core, now| core.deploy(now, spec)).await;
+    match result {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(app_err(e.to_string())),
+        Err(e) => Err(app_err(e.to_string())),
+    }
+}
+
+/// The local pools, with the built-in Python worker installed where a python pool has no
+/// command. Installing runs on its own thread: it can take a minute on a fresh machine.
+async fn local_pools(config: &Config) -> Result<Vec<LocalPool>, StartError> {
+    let mut pools = Vec::new();
+    for pool in config.pools.iter().filter(|p| p.provisioner == ProvisionerKind::Local) {
+        let command = if pool.command.is_empty() {
+            let cache = config.cache_dir.clone().unwrap_or_else(python::default_cache_dir);
+            let (tx, rx) = oneshot::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(python::worker_command(&cache));
+            });
+            rx.await.expect("the install thread answers").map_err(StartError::PythonWorker)?
+        } else {
+            pool.command.clone()
+        };
+        pools.push(LocalPool {
+            key: PoolKey::new(&pool.language, &pool.version),
+            command,
+            env: pool.core().environment,
+            cwd: None,
+        });
+    }
+    Ok(pools)
+}
+
+/// The configured admin token, or the one stored in the state folder (made on first start).
+fn admin_token(config: &Config) -> Result<String, StartError> {
+    if let Some(token) = &config.admin.token {
+        return Ok(token.clone());
+    }
+    let path = config.state_dir.join("admin-token");
+    let err = |source| StartError::AdminToken { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::create_dir_all(&config.state_dir).map_err(err)?;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS provides randomness");
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err)?;
+        file.write_all(token.as_bytes()).map_err(err)?;
+    }
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(token)
+}

@@ -1,0 +1,106 @@
+//! Turns core events and worker logs into `tracing` events with structured fields.
+
+use switchboard_core::{Event, WorkerLog};
+
+/// Where events and worker logs go.
+#[derive(Debug, Default)]
+pub struct Telemetry {}
+
+impl Telemetry {
+    /// Records a core event.
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::WorkerAdmitted { worker, pool, peer, via } => {
+                tracing::info!(%worker, %pool, %peer, ?via, "worker admitted");
+            }
+            Event::WorkerRejected { conn, peer, worker, reason } => {
+                let worker = worker.as_ref().map(|w| w.to_string()).unwrap_or_default();
+                tracing::warn!(%conn, %peer, %worker, %reason, "worker rejected");
+            }
+            Event::WorkerState { worker, app, from, to, reason } => {
+                let app = app.as_deref().unwrap_or("");
+                tracing::debug!(%worker, app, %from, %to, %reason, "worker state");
+            }
+            Event::WorkerEvicted { worker, pool, app, reason, in_flight } => {
+                let app = app.as_deref().unwrap_or("");
+                tracing::warn!(%worker, %pool, app, %reason, in_flight, "worker evicted");
+            }
+            Event::WorkerReleased { worker, app, reason } => {
+                let app = app.as_deref().unwrap_or("");
+                tracing::info!(%worker, app, %reason, "worker released");
+            }
+            Event::WorkerResumed { worker, after, resent } => {
+                tracing::info!(%worker, after_ms = after.as_millis() as u64, resent, "worker resumed");
+            }
+            Event::Phase { worker, app, phase, took } => {
+                tracing::debug!(%worker, app, %phase, took_ms = ms(*took), "specialization phase done");
+            }
+            Event::Specialized { worker, app, timings } => {
+                tracing::info!(
+                    %worker,
+                    app,
+                    env_reload_ms = ms(timings.env_reload),
+                    load_ms = ms(timings.load),
+                    total_ms = ms(timings.total),
+                    "worker specialized"
+                );
+            }
+            Event::SpecializationFailed { worker, app, phase, error } => {
+                tracing::warn!(%worker, app, %phase, %error, "specialization failed");
+            }
+            Event::AppDeployed { app, version } => tracing::info!(app, version, "app deployed"),
+            Event::AppFailing { app, error, failures } => {
+                tracing::error!(app, %error, failures, "app keeps failing to start; failing fast for a while");
+            }
+            Event::AppRemoved { app } => tracing::info!(app, "app removed"),
+            Event::ResponseDropped { worker, invocation, why } => {
+                tracing::warn!(%worker, invocation, why = why.label(), "response dropped");
+            }
+            Event::MessageIgnored { worker, what } => tracing::debug!(%worker, what, "message ignored"),
+            Event::Settled { app, function, outcome, took, attempts } => {
+                tracing::debug!(
+                    app,
+                    function,
+                    outcome = outcome.label(),
+                    took_ms = ms(*took),
+                    attempts,
+                    "settled"
+                );
+            }
+            Event::ProvisionRequested { worker, pool } => tracing::debug!(%worker, %pool, "provisioning"),
+            Event::ProvisionFailed { worker, pool, reason, backoff } => {
+                tracing::warn!(%worker, %pool, %reason, backoff_ms = ms(*backoff), "provision failed");
+            }
+            Event::ShutdownComplete => tracing::info!("all workers released"),
+            other => tracing::debug!(?other, "event"),
+        }
+    }
+
+    /// Re-emits a worker's log line with its attribution.
+    pub fn log(&mut self, log: &WorkerLog) {
+        let app = log.app.as_deref().unwrap_or("");
+        let function = log.function.as_deref().unwrap_or("");
+        let invocation = log.invocation.as_deref().unwrap_or("");
+        let worker = log.worker.as_str();
+        let category = log.category.as_str();
+        let message = log.message.as_str();
+        // System logs of the worker are chatty; user logs are what operators look for.
+        let system = log.log_category == 1;
+        match (log.level, system) {
+            (4.., _) => {
+                tracing::warn!(target: "worker", app, function, invocation, worker, category, level = log.level, "{message}")
+            }
+            (3, _) => {
+                tracing::warn!(target: "worker", app, function, invocation, worker, category, "{message}")
+            }
+            (2, false) => {
+                tracing::info!(target: "worker", app, function, invocation, worker, category, "{message}")
+            }
+            _ => tracing::debug!(target: "worker", app, function, invocation, worker, category, "{message}"),
+        }
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
