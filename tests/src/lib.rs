@@ -1,0 +1,183 @@
+//! Shared support for Switchboard's end-to-end tests: start a runtime on loopback with free
+//! ports, talk HTTP to its front door and admin API, find worker processes, wait for
+//! conditions with a bound (never a blind sleep).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use switchboard_shell::config::{Config, Pool};
+use switchboard_shell::Started;
+
+/// The repository's `examples/` folder.
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// A config for tests: every listener on a free loopback port, a known admin token, a fresh
+/// state folder, and a python pool with `min_idle` warm workers.
+pub fn test_config(min_idle: u32, max: u32) -> Config {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = Config::default();
+    config.listen.front_door = any;
+    config.listen.admin = any;
+    config.listen.workers = any;
+    config.admin.token = Some("test-token".into());
+    config.state_dir = std::env::temp_dir().join(format!("switchboard-test-{}", std::process::id()));
+    config.pools = vec![Pool { min_idle, max, ..Pool::default_python() }];
+    config.timeouts.shutdown = Duration::from_secs(10);
+    config
+}
+
+/// A runtime under test.
+#[derive(Debug)]
+pub struct TestRuntime {
+    /// The running runtime.
+    pub started: Started,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers (lower-case names; repeated values joined with ", ").
+    pub headers: BTreeMap<String, String>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Resp {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+impl TestRuntime {
+    /// Starts a runtime on the current tokio runtime.
+    pub async fn start(config: Config, apps: &[PathBuf]) -> TestRuntime {
+        let started = switchboard_tokio::start(config, apps).await.expect("runtime starts");
+        TestRuntime { started, client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    /// `http://front-door/<app>/api/<route>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.started.front_door, path.trim_start_matches('/'))
+    }
+
+    /// Sends a request to the front door.
+    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut builder = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        self.send(builder.body(Full::new(Bytes::copy_from_slice(body))).unwrap()).await
+    }
+
+    /// `GET` on the front door.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, &[], b"").await
+    }
+
+    /// Calls the admin API with the test token.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let uri = format!("http://{}/{}", self.started.admin, path.trim_start_matches('/'));
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer test-token")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// The workers the admin API lists.
+    pub async fn workers(&self) -> Vec<Value> {
+        let resp = self.admin(Method::GET, "/v1/workers", None).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json().as_array().cloned().unwrap_or_default()
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Resp {
+        let resp = self.client.request(req).await.expect("request reaches the runtime");
+        let status = resp.status();
+        let mut headers = BTreeMap::new();
+        for (k, v) in resp.headers() {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            headers.entry(k.as_str().to_owned()).and_modify(|e: &mut String| e.push_str(&format!(", {v}"))).or_insert(v);
+        }
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp { status, headers, body }
+    }
+
+    /// Graceful shutdown.
+    pub async fn shutdown(self) {
+        self.started.shutdown().await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after `bound`.
+pub async fn wait_for<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {bound:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Pids of processes whose command line contains `needle` (a worker id, say).
+pub fn pids_with_arg(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if cmdline.split(|b| *b == 0).any(|arg| arg == needle.as_bytes()) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Sends a signal to a process.
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
