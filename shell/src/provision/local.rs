@@ -40,6 +40,8 @@ pub struct LocalProvisioner<R: Runtime> {
     max_message: usize,
     kill_grace: Duration,
     children: HashMap<WorkerId, Running>,
+    /// Released children that may not have exited yet: shutdown waits for them too.
+    stopping: Vec<Running>,
 }
 
 struct Running {
@@ -73,6 +75,7 @@ impl<R: Runtime> LocalProvisioner<R> {
             max_message,
             kill_grace,
             children: HashMap::new(),
+            stopping: Vec::new(),
         }
     }
 
@@ -153,7 +156,9 @@ impl<R: Runtime> Provisioner for LocalProvisioner<R> {
     fn release(&mut self, worker: &WorkerId, reason: &str) {
         let Some(child) = self.children.remove(worker) else { return };
         tracing::debug!(%worker, pid = child.pid, reason, "stopping worker process");
-        stop(&self.rt, child, self.kill_grace);
+        self.stopping.retain(|c| !*c.exited.borrow());
+        stop(&self.rt, &child, self.kill_grace);
+        self.stopping.push(child);
     }
 
     fn forget(&mut self, worker: &WorkerId) {
@@ -161,13 +166,14 @@ impl<R: Runtime> Provisioner for LocalProvisioner<R> {
     }
 
     fn shutdown(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let children: Vec<Running> = self.children.drain().map(|(_, c)| c).collect();
+        let mut children: Vec<Running> = self.children.drain().map(|(_, c)| c).collect();
+        for child in &children {
+            signal(child.pid, libc::SIGTERM);
+        }
+        children.append(&mut self.stopping);
         let rt = self.rt.clone();
         let grace = self.kill_grace;
         Box::pin(async move {
-            for child in &children {
-                signal(child.pid, libc::SIGTERM);
-            }
             let deadline = Instant::now() + grace;
             for mut child in children {
                 if !wait_exit(&rt, &mut child.exited, deadline).await {
@@ -180,12 +186,12 @@ impl<R: Runtime> Provisioner for LocalProvisioner<R> {
 }
 
 /// SIGTERM now, SIGKILL after the grace if it is still there.
-fn stop<R: Runtime>(rt: &R, mut child: Running, grace: Duration) {
+fn stop<R: Runtime>(rt: &R, child: &Running, grace: Duration) {
     signal(child.pid, libc::SIGTERM);
-    let rt2 = rt.clone();
+    let (rt2, pid, mut exited) = (rt.clone(), child.pid, child.exited.clone());
     rt.spawn(async move {
-        if !wait_exit(&rt2, &mut child.exited, Instant::now() + grace).await {
-            signal(child.pid, libc::SIGKILL);
+        if !wait_exit(&rt2, &mut exited, Instant::now() + grace).await {
+            signal(pid, libc::SIGKILL);
         }
     });
 }
