@@ -134,6 +134,24 @@ impl TestRuntime {
     }
 }
 
+/// A one-off `GET` (with an optional bearer token), for runtimes started as processes.
+pub async fn http_get(url: &str, token: Option<&str>) -> Resp {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = Request::builder().uri(url);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let resp = client.request(req.body(Full::new(Bytes::new())).unwrap()).await.expect("request");
+    let status = resp.status();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Resp { status, headers, body }
+}
+
 /// Polls `check` until it returns `Some`, failing the test with `what` after `bound`.
 pub async fn wait_for<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
 where
