@@ -36,6 +36,11 @@ impl<K: Ord + Hash + Copy> Timers<K> {
         }
     }
 
+    /// Whether `key` is armed.
+    pub(crate) fn is_armed(&self, key: K) -> bool {
+        self.by_key.contains_key(&key)
+    }
+
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
         self.by_time.first().map(|(at, _)| *at)

@@ -5,6 +5,7 @@
 //! route prefix, percent-decoding, template matching with ASP.NET-style constraints, and a
 //! deterministic choice when several templates match.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 
 use std::collections::BTreeSet;
@@ -95,10 +96,17 @@ impl AppSpec {
     /// the one with more literal segments wins, then the one with fewer catch-alls, then the
     /// first by function name. Methods compare ASCII case-insensitively.
     pub fn match_http(&self, method: &str, path: &str) -> RouteMatch<'_> {
-        let Some(decoded) = decode_path(path) else {
-            return RouteMatch::NotFound;
+        let decoded;
+        let segments: Vec<&str> = if path.contains('%') {
+            let Some(d) = decode_path(path) else {
+                return RouteMatch::NotFound;
+            };
+            decoded = d;
+            decoded.iter().map(|s| s.as_ref()).collect()
+        } else {
+            // Nothing to decode (the common case): borrow the segments as they are.
+            path.split('/').filter(|s| !s.is_empty()).collect()
         };
-        let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let Some(rest) = strip_prefix(&self.route_prefix, &segments) else {
             return RouteMatch::NotFound;
         };
@@ -160,12 +168,16 @@ fn strip_prefix<'s, 'p>(prefix: &str, segments: &'s [&'p str]) -> Option<&'s [&'
 }
 
 /// Splits a path on `/`, drops empty segments and percent-decodes each segment.
-fn decode_path(path: &str) -> Option<Vec<String>> {
+fn decode_path(path: &str) -> Option<Vec<Cow<'_, str>>> {
     path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect()
 }
 
-/// Percent-decodes one segment; `None` on a malformed escape or a result that is not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
+/// Percent-decodes one segment (borrowing when there is nothing to decode); `None` on a
+/// malformed escape or a result that is not UTF-8.
+fn percent_decode(segment: &str) -> Option<Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -180,7 +192,7 @@ fn percent_decode(segment: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The value of one hex digit.

@@ -21,6 +21,15 @@ pub(super) struct Version {
     pub(super) workers: u32,
 }
 
+/// A ready worker as the router sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Slot {
+    pub(super) w: WKey,
+    pub(super) version: u32,
+    pub(super) in_flight: u32,
+    pub(super) capacity: u32,
+}
+
 /// An app's live state.
 #[derive(Debug)]
 pub(super) struct App {
@@ -29,8 +38,9 @@ pub(super) struct App {
     pub(super) versions: BTreeMap<u32, Version>,
     pub(super) current: u32,
     pub(super) scale: ScaleSpec,
-    /// Routable workers (state Ready), any version. Maintained by `set_state`.
-    pub(super) ready: Vec<WKey>,
+    /// Routable workers (state Ready), any version, with their load kept inline so routing
+    /// reads one contiguous array. Maintained by `set_state` and the router.
+    pub(super) ready: Vec<Slot>,
     /// Workers specializing for it. Maintained by `set_state`.
     pub(super) specializing: u32,
     /// Every worker bound to it, in any state.
@@ -46,6 +56,8 @@ pub(super) struct App {
     /// Calls fail fast until then.
     pub(super) failing_until: Option<Instant>,
     pub(super) last_error: Option<String>,
+    /// Phase timings of its most recent specialization (cold-start telemetry).
+    pub(super) last_specialization: Option<crate::event::SpecializationTimings>,
 }
 
 impl App {
@@ -111,6 +123,7 @@ impl Runtime {
                         failures: 0,
                         failing_until: None,
                         last_error: None,
+                        last_specialization: None,
                     },
                 );
                 self.app_names.insert(name.clone(), a);
@@ -167,8 +180,8 @@ impl Runtime {
         // Above the new maximum: drain the least busy ready workers now.
         let excess = (app.ready.len() + app.specializing as usize).saturating_sub(scale.max_workers as usize);
         let mut ready = app.ready.clone();
-        ready.sort_by_key(|w| (self.workers[w].in_flight.len(), *w));
-        for w in ready.into_iter().take(excess) {
+        ready.sort_by_key(|s| (s.in_flight, s.w));
+        for w in ready.into_iter().map(|s| s.w).take(excess) {
             self.drain(w, "app scaled down");
         }
         self.reconcile_app(a);
@@ -210,7 +223,7 @@ impl Runtime {
         let per_worker = app.scale.concurrency.max(1);
         let load = app.in_flight + app.queue.len() as u32;
         let mut wanted = load.div_ceil(per_worker).max(app.scale.min_workers);
-        let old_ready = app.ready.iter().filter(|w| self.worker_version(**w) != Some(app.current)).count();
+        let old_ready = app.ready.iter().filter(|s| s.version != app.current).count();
         wanted = wanted.max(old_ready as u32);
         wanted.min(app.scale.max_workers)
     }
@@ -220,13 +233,8 @@ impl Runtime {
         if app.failing(self.now) {
             return 0;
         }
-        let current_ready =
-            app.ready.iter().filter(|w| self.worker_version(**w) == Some(app.current)).count() as u32;
+        let current_ready = app.ready.iter().filter(|s| s.version == app.current).count() as u32;
         self.app_wanted(app).saturating_sub(current_ready + app.specializing)
-    }
-
-    fn worker_version(&self, w: WKey) -> Option<u32> {
-        self.workers.get(&w).and_then(|wk| wk.app).map(|(_, v)| v)
     }
 
     /// Specializes placeholders until the app has what it wants; if the pool has none left,

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::{Runtime, WKey};
 use crate::app::{AppSpec, ScaleSpec};
-use crate::event::WorkerState;
+use crate::event::{SpecializationTimings, WorkerState};
 use crate::ids::PoolKey;
 
 /// Running totals since start.
@@ -63,6 +63,8 @@ pub struct AppInfo {
     pub last_error: Option<String>,
     /// Failing fast until the backoff ends.
     pub failing: bool,
+    /// Phase timings of the most recent specialization.
+    pub last_specialization: Option<SpecializationTimings>,
 }
 
 /// A worker, as the admin API shows it.
@@ -121,7 +123,9 @@ impl Runtime {
 
     /// Every app, by name.
     pub fn apps(&self) -> Vec<AppInfo> {
-        self.app_names.keys().filter_map(|n| self.app(n)).collect()
+        let mut names: Vec<&String> = self.app_names.keys().collect();
+        names.sort();
+        names.into_iter().filter_map(|n| self.app(n)).collect()
     }
 
     /// One app.
@@ -144,6 +148,7 @@ impl Runtime {
             failures: app.failures,
             last_error: app.last_error.clone(),
             failing: app.failing(self.now),
+            last_specialization: app.last_specialization,
         })
     }
 

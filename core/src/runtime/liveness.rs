@@ -126,6 +126,11 @@ impl Runtime {
     /// An idle ready worker is released when its app has more than it wants.
     pub(super) fn on_idle_timer(&mut self, w: WKey) {
         let Some(worker) = self.workers.get(&w) else { return };
+        let Some(since) = worker.idle_since else { return }; // busy: re-armed when idle again
+        let due = since + self.cfg.timeouts.idle_release;
+        if due > self.now {
+            return self.timers.set(Timer::Idle(w), due);
+        }
         if !worker.routable() || !worker.in_flight.is_empty() {
             return;
         }

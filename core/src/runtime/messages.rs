@@ -106,8 +106,8 @@ impl Runtime {
         let invocation = (!log.invocation_id.is_empty()).then_some(log.invocation_id);
         let function = invocation
             .as_ref()
-            .and_then(|id| self.wire_ids.get(id))
-            .and_then(|i| self.invs.get(i))
+            .and_then(|id| self.inv_by_wire_id(id))
+            .and_then(|i| self.invs.get(&i))
             .map(|inv| inv.function_name().to_owned());
         let app = worker.app.and_then(|(a, _)| self.apps.get(&a)).map(|a| a.name.clone());
         self.out.push_back(Output::Log(WorkerLog {

@@ -26,6 +26,9 @@ use crate::rng::Rng;
 use crate::timer::Timers;
 
 pub use info::{AppInfo, Counters, PoolInfo, WorkerInfo};
+/// Shared with the connection-mode worker (`crate::worker`), the other end of the protocol.
+pub(crate) use messages::content_name;
+pub(crate) use registry::cap;
 
 use apps::App;
 use pool::Pool;
@@ -93,10 +96,9 @@ pub struct Runtime {
     ticket_ids: BTreeMap<u64, String>,
     pools: Vec<Pool>,
     apps: FxHashMap<AKey, App>,
-    app_names: BTreeMap<String, AKey>,
+    app_names: FxHashMap<String, AKey>,
     invs: FxHashMap<IKey, Inv>,
     calls: FxHashMap<CallId, IKey>,
-    wire_ids: FxHashMap<String, IKey>,
     next_key: u64,
     id_prefix: u64,
     shutting_down: bool,
@@ -123,10 +125,9 @@ impl Runtime {
             ticket_ids: BTreeMap::new(),
             pools,
             apps: FxHashMap::default(),
-            app_names: BTreeMap::new(),
+            app_names: FxHashMap::default(),
             invs: FxHashMap::default(),
             calls: FxHashMap::default(),
-            wire_ids: FxHashMap::default(),
             next_key: 1,
             id_prefix,
             shutting_down: false,

@@ -22,6 +22,8 @@ pub(super) struct Pool {
     pub(super) provisioning: u32,
     /// Workers in their init handshake.
     pub(super) initializing: u32,
+    /// Idle placeholders the runtime provisioned (the ones it may release).
+    pub(super) idle_provisioned: u32,
     /// Consecutive failures (provisions that never connected, workers lost early).
     pub(super) failures: u32,
     /// No provisioning before this.
@@ -54,6 +56,7 @@ impl Runtime {
                     members: 0,
                     provisioning: 0,
                     initializing: 0,
+                    idle_provisioned: 0,
                     failures: 0,
                     backoff_until: None,
                     waiting: VecDeque::new(),
@@ -106,14 +109,22 @@ impl Runtime {
             for _ in 0..(want - have).min(room) {
                 self.provision(p);
             }
-        } else if have > want && pool.provisioning == 0 {
-            // Extra idle placeholders (the pool shrank, or demand went away): release the newest.
-            let extra = (have - want).min(pool.idle.len() as u32);
-            let victims: Vec<WKey> = pool.idle.iter().rev().take(extra as usize).copied().collect();
-            for w in victims {
-                if self.workers.get(&w).is_some_and(|wk| wk.provisioned) {
-                    self.release(w, "more placeholders than the pool needs");
+        } else if have > want && pool.provisioning == 0 && pool.idle_provisioned > 0 {
+            // Extra idle placeholders (the pool shrank, or demand went away): release the newest
+            // of those the runtime provisioned (joined workers come and go on their own).
+            let mut extra = (have - want).min(pool.idle_provisioned);
+            let mut victims = Vec::new();
+            for w in pool.idle.iter().rev() {
+                if extra == 0 {
+                    break;
                 }
+                if self.workers[w].provisioned {
+                    victims.push(*w);
+                    extra -= 1;
+                }
+            }
+            for w in victims {
+                self.release(w, "more placeholders than the pool needs");
             }
         }
     }

@@ -59,6 +59,21 @@ pub mod cap {
     pub const RESUMED: &str = "SwitchboardResumed";
     /// The worker indexes functions itself (answers `FunctionsMetadataRequest`).
     pub const WORKER_INDEXING: &str = "WorkerIndexing";
+
+    // Standard FunctionRpc capability names (worker → host) that Switchboard's own worker sends.
+
+    /// Handles `WorkerTerminate` (drains and exits).
+    pub const HANDLES_WORKER_TERMINATE: &str = "HandlesWorkerTerminateMessage";
+    /// Handles `InvocationCancel`.
+    pub const HANDLES_INVOCATION_CANCEL: &str = "HandlesInvocationCancelMessage";
+    /// Answers `WorkerStatusRequest`.
+    pub const WORKER_STATUS: &str = "WorkerStatus";
+    /// Takes HTTP bodies as bytes.
+    pub const RAW_HTTP_BODY_BYTES: &str = "RawHttpBodyBytes";
+    /// Needs no copy of the HTTP request in trigger metadata.
+    pub const RPC_HTTP_TRIGGER_METADATA_REMOVED: &str = "RpcHttpTriggerMetadataRemoved";
+    /// Understands collection types in `TypedData`.
+    pub const TYPED_DATA_COLLECTION: &str = "TypedDataCollection";
 }
 
 impl Caps {
@@ -120,7 +135,9 @@ pub(super) struct Worker {
     pub(super) capacity: u32,
     /// Invocation ids settled without this worker's answer (timed out, cancelled), so a late
     /// answer is told apart from one for an invocation it was never given.
-    pub(super) abandoned: VecDeque<String>,
+    pub(super) abandoned: VecDeque<IKey>,
+    /// Since when it has had nothing in flight (`None` while busy).
+    pub(super) idle_since: Option<Instant>,
 }
 
 impl Worker {
@@ -172,6 +189,7 @@ impl Runtime {
                 in_flight: Vec::new(),
                 capacity: 1,
                 abandoned: VecDeque::new(),
+                idle_since: None,
             },
         );
         let pool_key = self.pools[pool].spec.key.clone();
@@ -195,6 +213,7 @@ impl Runtime {
             WorkerState::Initializing => pool.initializing -= 1,
             WorkerState::Placeholder => {
                 pool.idle.remove(&w);
+                pool.idle_provisioned -= u32::from(worker.provisioned);
             }
             _ => {}
         }
@@ -202,17 +221,23 @@ impl Runtime {
             WorkerState::Initializing => pool.initializing += 1,
             WorkerState::Placeholder => {
                 pool.idle.insert(w);
+                pool.idle_provisioned += u32::from(worker.provisioned);
             }
             _ => {}
         }
-        if let Some(app) = worker.app.and_then(|(a, _)| self.apps.get_mut(&a)) {
+        if let Some((version, app)) = worker.app.and_then(|(a, v)| Some((v, self.apps.get_mut(&a)?))) {
             match from {
-                WorkerState::Ready => app.ready.retain(|r| *r != w),
+                WorkerState::Ready => app.ready.retain(|s| s.w != w),
                 WorkerState::Specializing => app.specializing -= 1,
                 _ => {}
             }
             match to {
-                WorkerState::Ready => app.ready.push(w),
+                WorkerState::Ready => app.ready.push(super::apps::Slot {
+                    w,
+                    version,
+                    in_flight: worker.in_flight.len() as u32,
+                    capacity: worker.capacity,
+                }),
                 WorkerState::Specializing => app.specializing += 1,
                 _ => {}
             }
@@ -317,13 +342,13 @@ impl Runtime {
     }
 
     /// Remembers an invocation id this worker will not be answered for.
-    pub(super) fn abandon(&mut self, w: WKey, wire_id: String) {
+    pub(super) fn abandon(&mut self, w: WKey, i: IKey) {
         let cap = self.cfg.limits.remembered_abandoned;
         if let Some(worker) = self.workers.get_mut(&w) {
             if worker.abandoned.len() >= cap {
                 worker.abandoned.pop_front();
             }
-            worker.abandoned.push_back(wire_id);
+            worker.abandoned.push_back(i);
         }
     }
 }

@@ -25,9 +25,10 @@ use crate::io::{Completed, FunctionError, Invoke, NotFound, Outcome, Output, Pay
 pub(super) struct Inv {
     pub(super) call: CallId,
     pub(super) app: AKey,
-    /// Function name (functions are matched by name across app versions).
-    function: Arc<str>,
-    wire_id: String,
+    /// The app version the call was resolved against, and the function's index in it
+    /// (functions are matched by name on workers of other versions).
+    spec: Arc<AppSpec>,
+    function: usize,
     state: InvState,
     /// The trigger input; kept after sending only when it may have to be sent again.
     input: Option<TypedData>,
@@ -49,7 +50,11 @@ enum InvState {
 
 impl Inv {
     pub(super) fn function_name(&self) -> &str {
-        &self.function
+        &self.spec.functions[self.function].name
+    }
+
+    fn function_spec(&self) -> &FunctionSpec {
+        &self.spec.functions[self.function]
     }
 
     pub(super) fn is_sent(&self) -> bool {
@@ -79,7 +84,7 @@ impl Runtime {
             Err(nf) => return self.reply_early(call, Outcome::NotFound(nf)),
         };
         let input = trigger_input(f, payload, params);
-        let function: Arc<str> = Arc::from(f.name.as_str());
+        let function = function_index(&spec, &f.name).expect("resolved from this spec");
         let app = &self.apps[&a];
         if app.failing(self.now) {
             let error = app.last_error.clone().unwrap_or_default();
@@ -90,14 +95,13 @@ impl Runtime {
         }
         let budget = timeout.map_or(spec.function_timeout, |t| t.min(spec.function_timeout));
         let i = IKey(self.key());
-        let wire_id = self.invocation_id(i);
         self.invs.insert(
             i,
             Inv {
                 call,
                 app: a,
+                spec: Arc::clone(&spec),
                 function,
-                wire_id,
                 state: InvState::Queued,
                 input: Some(input),
                 trace,
@@ -111,9 +115,21 @@ impl Runtime {
         self.place(i, false);
     }
 
-    /// An invocation id: unique per runtime run, UUID-shaped as workers expect.
-    fn invocation_id(&mut self, i: IKey) -> String {
+    /// An invocation id: unique per runtime run, UUID-shaped as workers expect. The call's key
+    /// is in its last 16 hex digits, so an answer finds its call without a lookup table.
+    pub(super) fn invocation_id(&self, i: IKey) -> String {
         crate::rng::uuid_string(self.id_prefix, i.0)
+    }
+
+    /// The key an invocation id carries, if the id is one this runtime issued.
+    pub(super) fn key_of_wire_id(&self, id: &str) -> Option<IKey> {
+        let key = crate::rng::uuid_low(id)?;
+        (crate::rng::uuid_bytes(self.id_prefix, key) == id.as_bytes()).then_some(IKey(key))
+    }
+
+    /// The open call an invocation id names.
+    pub(super) fn inv_by_wire_id(&self, id: &str) -> Option<IKey> {
+        self.key_of_wire_id(id).filter(|i| self.invs.contains_key(i))
     }
 
     /// Answers a call that was never accepted (unknown app, shutting down, ...).
@@ -127,11 +143,10 @@ impl Runtime {
     fn place(&mut self, i: IKey, front: bool) {
         let a = self.invs[&i].app;
         let app = &self.apps[&a];
-        if app.queue.is_empty() || front {
-            let function = Arc::clone(&self.invs[&i].function);
-            if let Some(w) = self.pick_worker(a, &function) {
-                return self.dispatch(i, w);
-            }
+        if (app.queue.is_empty() || front)
+            && let Some(w) = self.pick_worker(a, &self.invs[&i])
+        {
+            return self.dispatch(i, w);
         }
         let app = self.apps.get_mut(&a).expect("live app");
         if !front && app.queue.len() >= app.scale.queue_limit as usize {
@@ -152,24 +167,23 @@ impl Runtime {
 
     /// The least busy routable worker of the app with room that has the function; workers
     /// of the current version first; ties go to the oldest worker.
-    fn pick_worker(&self, a: AKey, function: &str) -> Option<WKey> {
+    fn pick_worker(&self, a: AKey, inv: &Inv) -> Option<WKey> {
         let app = &self.apps[&a];
-        let mut best: Option<((bool, usize, WKey), WKey)> = None;
-        for &w in &app.ready {
-            let worker = &self.workers[&w];
-            if worker.in_flight.len() >= worker.capacity as usize || !worker.routable() {
+        let mut best: Option<(bool, u32, WKey)> = None;
+        for slot in &app.ready {
+            if slot.in_flight >= slot.capacity {
                 continue;
             }
-            let (_, version) = worker.app.expect("ready workers are specialized");
-            if version != app.current && function_index(&app.versions[&version].spec, function).is_none() {
+            let old = slot.version != app.current;
+            if old && index_on(&app.versions[&slot.version].spec, inv).is_none() {
                 continue;
             }
-            let rank = (version != app.current, worker.in_flight.len(), w);
-            if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-                best = Some((rank, w));
+            let rank = (old, slot.in_flight, slot.w);
+            if best.is_none_or(|b| rank < b) {
+                best = Some(rank);
             }
         }
-        best.map(|(_, w)| w)
+        best.map(|(_, _, w)| w)
     }
 
     /// Sends an invocation to a worker.
@@ -179,13 +193,15 @@ impl Runtime {
         inv.attempts += 1;
         let deadline = inv.deadline;
         self.timers.set(Timer::Deadline(i), deadline);
-        self.timers.cancel(Timer::Idle(w));
         let a = inv.app;
         let worker = self.workers.get_mut(&w).expect("picked a live worker");
         worker.in_flight.push(i);
-        self.apps.get_mut(&a).expect("live app").in_flight += 1;
-        let wire_id = self.invs[&i].wire_id.clone();
-        self.wire_ids.insert(wire_id, i);
+        worker.idle_since = None;
+        let app = self.apps.get_mut(&a).expect("live app");
+        app.in_flight += 1;
+        if let Some(slot) = app.ready.iter_mut().find(|s| s.w == w) {
+            slot.in_flight += 1;
+        }
         let msg = self.invocation_request(i, w);
         self.send_to(w, msg);
     }
@@ -196,7 +212,7 @@ impl Runtime {
         let (a, version) = worker.app.expect("dispatching to a specialized worker");
         let spec = &self.apps[&a].versions[&version].spec;
         let inv = self.invs.get_mut(&i).expect("live invocation");
-        let index = function_index(spec, &inv.function).expect("picked workers have the function");
+        let index = index_on(spec, inv).expect("picked workers have the function");
         let f = &spec.functions[index];
         let function_id = worker.function_ids.as_ref().expect("specialized")[index].clone();
         // Keep the input if this call may be sent again: after a resume, or for a retry.
@@ -217,7 +233,7 @@ impl Runtime {
         StreamingMessage {
             request_id: String::new(),
             content: Some(Content::InvocationRequest(InvocationRequest {
-                invocation_id: inv.wire_id.clone(),
+                invocation_id: crate::rng::uuid_string(self.id_prefix, i.0),
                 function_id,
                 input_data: vec![ParameterBinding {
                     name: f.trigger_name().to_owned(),
@@ -242,12 +258,11 @@ impl Runtime {
 
     pub(super) fn on_invocation_response(&mut self, w: WKey, resp: InvocationResponse) {
         let sent_here = self
-            .wire_ids
-            .get(&resp.invocation_id)
-            .copied()
+            .inv_by_wire_id(&resp.invocation_id)
             .filter(|i| self.invs.get(i).is_some_and(|inv| inv.state == InvState::Sent(w)));
         let Some(i) = sent_here else {
-            let late = self.workers.get(&w).is_some_and(|wk| wk.abandoned.contains(&resp.invocation_id));
+            let key = self.key_of_wire_id(&resp.invocation_id);
+            let late = key.is_some_and(|k| self.workers.get(&w).is_some_and(|wk| wk.abandoned.contains(&k)));
             let why = if late { DropReason::Late } else { DropReason::NotGiven };
             match why {
                 DropReason::Late => self.counters.late_responses += 1,
@@ -260,8 +275,8 @@ impl Runtime {
         self.take_off_worker(i, w);
         let status = resp.result.as_ref().map_or(status_result::Status::Failure as i32, |r| r.status);
         let outcome = if status == status_result::Status::Success as i32 {
-            let http_output = self.http_output_of(i);
-            Outcome::Completed(Box::new(Completed::from_response(resp, http_output.as_deref())))
+            let http_output = self.invs[&i].function_spec().http_output();
+            Outcome::Completed(Box::new(Completed::from_response(resp, http_output)))
         } else if status == status_result::Status::Cancelled as i32 {
             Outcome::Cancelled
         } else {
@@ -279,18 +294,9 @@ impl Runtime {
         self.worker_became_available(w);
     }
 
-    fn http_output_of(&self, i: IKey) -> Option<String> {
-        let inv = &self.invs[&i];
-        let spec = self.apps[&inv.app].spec();
-        let index = function_index(spec, &inv.function)?;
-        spec.functions[index].http_output().map(str::to_owned)
-    }
-
     /// Detaches a sent invocation from its worker (answered, timed out, cancelled, lost).
     fn take_off_worker(&mut self, i: IKey, w: WKey) {
-        let inv = &self.invs[&i];
-        self.wire_ids.remove(&inv.wire_id);
-        let a = inv.app;
+        let a = self.invs[&i].app;
         if let Some(worker) = self.workers.get_mut(&w)
             && let Some(pos) = worker.in_flight.iter().position(|x| *x == i)
         {
@@ -298,6 +304,9 @@ impl Runtime {
         }
         if let Some(app) = self.apps.get_mut(&a) {
             app.in_flight -= 1;
+            if let Some(slot) = app.ready.iter_mut().find(|s| s.w == w) {
+                slot.in_flight -= 1;
+            }
         }
     }
 
@@ -325,19 +334,26 @@ impl Runtime {
             let spec = &app.versions[&version].spec;
             // Old-version workers can only take calls for functions they have; look a little
             // way down the queue rather than block on the head.
-            let next = app.queue.iter().take(32).position(|i| {
-                version == app.current || function_index(spec, &self.invs[i].function).is_some()
-            });
+            let next = app
+                .queue
+                .iter()
+                .take(32)
+                .position(|i| version == app.current || index_on(spec, &self.invs[i]).is_some());
             let Some(pos) = next else { break };
             let i =
                 self.apps.get_mut(&a).expect("live app").queue.remove(pos).expect("position is in the queue");
             self.dispatch(i, w);
         }
-        if self.workers[&w].in_flight.is_empty() {
-            let at = self.now + self.cfg.timeouts.idle_release;
-            self.timers.set(Timer::Idle(w), at);
+        let now = self.now;
+        let worker = self.workers.get_mut(&w).expect("live worker");
+        if worker.in_flight.is_empty() && worker.idle_since.is_none() {
+            // The idle clock is lazy: its timer is armed once and re-armed from `idle_since`
+            // when it fires, so a busy worker costs no timer operations per call.
+            worker.idle_since = Some(now);
+            if !self.timers.is_armed(Timer::Idle(w)) {
+                self.timers.set(Timer::Idle(w), now + self.cfg.timeouts.idle_release);
+            }
         }
-        self.reconcile_app(a);
     }
 
     /// The worker is gone: retry what its functions' policies allow, settle the rest.
@@ -345,7 +361,6 @@ impl Runtime {
         let held = std::mem::take(&mut self.workers.get_mut(&w).expect("live worker").in_flight);
         for i in held {
             let a = self.invs[&i].app;
-            self.wire_ids.remove(&self.invs[&i].wire_id);
             if let Some(app) = self.apps.get_mut(&a) {
                 app.in_flight -= 1;
             }
@@ -367,8 +382,7 @@ impl Runtime {
         if app.removing || self.shutting_down || inv.input.is_none() {
             return false;
         }
-        let spec = app.spec();
-        let Some(f) = function_index(spec, &inv.function).map(|x| &spec.functions[x]) else { return false };
+        let f = inv.function_spec();
         let Some(policy) = f.retry else { return false };
         if !worker_lost && matches!(f.trigger, Trigger::Http(_)) {
             return false;
@@ -379,11 +393,7 @@ impl Runtime {
     fn schedule_retry(&mut self, i: IKey) {
         let inv = self.invs.get_mut(&i).expect("live invocation");
         inv.state = InvState::RetryWait;
-        let spec = self.apps[&inv.app].spec();
-        let delay = function_index(spec, &inv.function)
-            .and_then(|x| spec.functions[x].retry)
-            .map(|p| p.delay(inv.attempts))
-            .unwrap_or_default();
+        let delay = inv.function_spec().retry.map(|p| p.delay(inv.attempts)).unwrap_or_default();
         self.counters.retries += 1;
         self.timers.set(Timer::Retry(i), self.now + delay);
     }
@@ -426,18 +436,18 @@ impl Runtime {
     /// late answer is recognised.
     fn abandon_sent(&mut self, i: IKey, w: WKey) {
         self.take_off_worker(i, w);
-        let wire_id = self.invs[&i].wire_id.clone();
         if self.workers.get(&w).is_some_and(|wk| wk.caps.cancel) {
+            let wire_id = self.invocation_id(i);
             let msg = StreamingMessage {
                 request_id: String::new(),
                 content: Some(Content::InvocationCancel(InvocationCancel {
-                    invocation_id: wire_id.clone(),
+                    invocation_id: wire_id,
                     grace_period: Some(prost_duration(std::time::Duration::ZERO)),
                 })),
             };
             self.send_to(w, msg);
         }
-        self.abandon(w, wire_id);
+        self.abandon(w, i);
     }
 
     /// Ends a call with its one outcome.
@@ -456,7 +466,7 @@ impl Runtime {
         self.counters.settled += 1;
         self.emit(Event::Settled {
             app,
-            function: inv.function.to_string(),
+            function: inv.function_name().to_owned(),
             outcome: outcome.kind(),
             took: self.now.saturating_duration_since(inv.accepted),
             attempts: inv.attempts,
@@ -468,6 +478,11 @@ impl Runtime {
     pub fn open_calls(&self) -> usize {
         self.invs.len()
     }
+}
+
+/// Index of the call's function on a worker of version `spec` (by name across versions).
+fn index_on(spec: &Arc<AppSpec>, inv: &Inv) -> Option<usize> {
+    if Arc::ptr_eq(spec, &inv.spec) { Some(inv.function) } else { function_index(spec, inv.function_name()) }
 }
 
 /// Index of a function by name (functions are sorted by name).

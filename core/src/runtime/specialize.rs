@@ -227,6 +227,7 @@ impl Runtime {
         let app = self.apps.get_mut(&a).expect("app of a specializing worker");
         app.failures = 0;
         app.last_error = None;
+        app.last_specialization = Some(spec.timings);
         let name = app.name.clone();
         let current = app.current;
         self.emit(Event::Specialized { worker: id, app: name.clone(), timings: spec.timings });
@@ -236,9 +237,9 @@ impl Runtime {
             let old: Option<WKey> = self.apps[&a]
                 .ready
                 .iter()
-                .copied()
-                .filter(|r| self.workers[r].app.is_some_and(|(_, v)| v != current))
-                .min_by_key(|r| (self.workers[r].in_flight.len(), *r));
+                .filter(|s| s.version != current)
+                .min_by_key(|s| (s.in_flight, s.w))
+                .map(|s| s.w);
             if let Some(old) = old {
                 self.drain(old, "replaced by a new app version");
             }
