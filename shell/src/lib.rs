@@ -15,5 +15,11 @@ pub mod serve;
 pub mod server;
 pub mod telemetry;
 
+/// The runtime-agnostic channels the shell and its runtimes share (tokio's `sync` module needs
+/// no tokio runtime).
+pub mod sync {
+    pub use tokio::sync::{mpsc, oneshot, watch};
+}
+
 pub use config::Config;
 pub use server::{StartError, Started, start};

@@ -15,8 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use switchboard_shell::config::{Config, Pool};
 use switchboard_shell::Started;
+use switchboard_shell::config::{Config, Pool};
 
 /// The repository's `examples/` folder.
 pub fn examples() -> PathBuf {
@@ -69,10 +69,42 @@ impl Resp {
     }
 }
 
+/// Which shell runs the runtime under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shell {
+    /// `switchboard-tokio`, on the test's own tokio runtime.
+    Tokio,
+    /// `switchboard-smol`, on smol executor threads of its own (the test's tokio runtime only
+    /// runs the HTTP client).
+    Smol,
+}
+
+/// The smol executor shared by the tests of this process.
+fn smol() -> switchboard_smol::Smol {
+    static SMOL: std::sync::OnceLock<switchboard_smol::Smol> = std::sync::OnceLock::new();
+    SMOL.get_or_init(|| switchboard_smol::Smol::new(2)).clone()
+}
+
 impl TestRuntime {
     /// Starts a runtime on the current tokio runtime.
     pub async fn start(config: Config, apps: &[PathBuf]) -> TestRuntime {
-        let started = switchboard_tokio::start(config, apps).await.expect("runtime starts");
+        TestRuntime::start_on(Shell::Tokio, config, apps).await
+    }
+
+    /// Starts a runtime on the given shell.
+    pub async fn start_on(shell: Shell, config: Config, apps: &[PathBuf]) -> TestRuntime {
+        let started = match shell {
+            Shell::Tokio => switchboard_tokio::start(config, apps).await.expect("runtime starts"),
+            Shell::Smol => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let apps = apps.to_vec();
+                std::thread::spawn(move || {
+                    let rt = smol();
+                    let _ = tx.send(rt.block_on(switchboard_smol::start(rt.clone(), config, &apps)));
+                });
+                rx.await.expect("the smol thread answers").expect("runtime starts")
+            }
+        };
         TestRuntime { started, client: Client::builder(TokioExecutor::new()).build_http() }
     }
 
@@ -122,7 +154,10 @@ impl TestRuntime {
         let mut headers = BTreeMap::new();
         for (k, v) in resp.headers() {
             let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            headers.entry(k.as_str().to_owned()).and_modify(|e: &mut String| e.push_str(&format!(", {v}"))).or_insert(v);
+            headers
+                .entry(k.as_str().to_owned())
+                .and_modify(|e: &mut String| e.push_str(&format!(", {v}")))
+                .or_insert(v);
         }
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         Resp { status, headers, body }
@@ -197,5 +232,105 @@ pub fn kill(pid: u32, signal: i32) {
     #[allow(unsafe_code)]
     unsafe {
         libc::kill(pid as i32, signal);
+    }
+}
+
+/// `switchboard serve` running as its own process (for RSS, crash and signal tests).
+#[derive(Debug)]
+pub struct ServeProcess {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// `http://front-door`.
+    pub front_door: String,
+    /// `http://admin`.
+    pub admin: String,
+    /// The admin token.
+    pub token: String,
+}
+
+impl ServeProcess {
+    /// Starts `binary serve --config <file>` with `config` (TOML) and waits for its address line
+    /// (up to two minutes: the first run on a machine installs the Python worker).
+    pub async fn start(
+        binary: &std::path::Path,
+        dir: &std::path::Path,
+        config: &str,
+        token: &str,
+    ) -> ServeProcess {
+        use tokio::io::AsyncBufReadExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let config_path = dir.join("switchboard.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = tokio::process::Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start switchboard");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("the address line within 2 minutes")
+            .unwrap()
+            .expect("a line on stdout");
+        // "switchboard: front door http://A admin http://B workers C"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[..3], ["switchboard:", "front", "door"], "{line}");
+        ServeProcess {
+            child,
+            front_door: words[3].to_owned(),
+            admin: words[5].to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    /// GET on the admin API.
+    pub async fn admin_get(&self, path: &str) -> Resp {
+        http_get(&format!("{}{path}", self.admin), Some(&self.token)).await
+    }
+
+    /// A request to the admin API with a JSON body.
+    pub async fn admin_send(&self, method: Method, path: &str, body: Value) -> Resp {
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.admin))
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = client.request(req).await.expect("admin request");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp { status, headers: BTreeMap::new(), body }
+    }
+
+    /// Resident memory of the runtime process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Waits until the admin API lists at least `n` workers in `state`.
+    pub async fn wait_workers(&self, state: &str, n: usize, bound: Duration) -> Vec<Value> {
+        wait_for(bound, &format!("{n} workers {state}"), || async {
+            let workers = self.admin_get("/v1/workers").await.json().as_array().cloned().unwrap_or_default();
+            (workers.iter().filter(|w| w["state"] == state).count() >= n).then_some(workers)
+        })
+        .await
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            kill(pid, libc::SIGTERM);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
     }
 }

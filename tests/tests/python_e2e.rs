@@ -5,15 +5,47 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::json;
-use switchboard_tests::{TestRuntime, examples, kill, pids_with_arg, test_config, wait_for};
+use switchboard_tests::{Shell, TestRuntime, examples, kill, pids_with_arg, test_config, wait_for};
 
-async fn two_apps(min_idle: u32) -> TestRuntime {
-    TestRuntime::start(test_config(min_idle, 8), &[examples().join("hello"), examples().join("shop")]).await
+/// Runs each scenario on both shells: the suite is the conformance test of a shell.
+macro_rules! on_both_shells {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_shell {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Shell::Tokio).await
+                }
+            )*
+        }
+        mod smol_shell {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Shell::Smol).await
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_apps_share_one_placeholder_pool() {
-    let rt = two_apps(2).await;
+on_both_shells!(
+    two_apps_share_one_placeholder_pool,
+    a_raising_function_is_a_500_and_the_worker_stays_usable,
+    killing_a_worker_mid_call_gives_a_clear_error_and_the_pool_refills,
+    fifty_concurrent_calls_across_two_apps,
+    removing_an_app_stops_its_workers_and_404s_its_routes,
+    a_broken_app_fails_to_deploy_with_a_precise_error,
+    shutdown_leaves_no_worker_process_behind,
+);
+
+async fn two_apps(shell: Shell, min_idle: u32) -> TestRuntime {
+    let apps = [examples().join("hello"), examples().join("shop")];
+    TestRuntime::start_on(shell, test_config(min_idle, 8), &apps).await
+}
+
+async fn two_apps_share_one_placeholder_pool(shell: Shell) {
+    let rt = two_apps(shell, 2).await;
 
     let r = rt.get("hello/api/hello?name=Ada").await;
     assert_eq!(r.status, 200);
@@ -27,7 +59,12 @@ async fn two_apps_share_one_placeholder_pool() {
     assert_eq!(r.status, 404, "the {{id:int}} constraint is enforced by the runtime");
 
     let r = rt
-        .request(Method::POST, "hello/api/echo", &[("x-echo", "abc"), ("content-type", "application/json")], br#"{"a":[1,true]}"#)
+        .request(
+            Method::POST,
+            "hello/api/echo",
+            &[("x-echo", "abc"), ("content-type", "application/json")],
+            br#"{"a":[1,true]}"#,
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"body": {"a": [1, true]}, "method": "POST", "x-echo": "abc"}));
@@ -49,19 +86,25 @@ async fn two_apps_share_one_placeholder_pool() {
     // Both apps run on workers specialized out of the one python pool.
     let workers = rt.workers().await;
     for app in ["hello", "shop"] {
-        let w = workers.iter().find(|w| w["app"] == app).unwrap_or_else(|| panic!("no worker for {app}: {workers:?}"));
+        let w = workers
+            .iter()
+            .find(|w| w["app"] == app)
+            .unwrap_or_else(|| panic!("no worker for {app}: {workers:?}"));
         assert_eq!(w["pool"], "python");
         assert_eq!(w["state"], "ready");
     }
     rt.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_raising_function_is_a_500_and_the_worker_stays_usable() {
-    let rt = two_apps(1).await;
+async fn a_raising_function_is_a_500_and_the_worker_stays_usable(shell: Shell) {
+    let rt = two_apps(shell, 1).await;
     let r = rt.get("hello/api/fail").await;
     assert_eq!(r.status, 500);
-    assert_eq!(r.json(), json!({"error": "the function failed"}), "messages stay hidden unless the app opts in");
+    assert_eq!(
+        r.json(),
+        json!({"error": "the function failed"}),
+        "messages stay hidden unless the app opts in"
+    );
     let before: Vec<_> = rt.workers().await.into_iter().filter(|w| w["app"] == "hello").collect();
     let r = rt.get("hello/api/hello").await;
     assert_eq!((r.status.as_u16(), r.text()), (200, "Hello, world!".to_owned()));
@@ -70,9 +113,8 @@ async fn a_raising_function_is_a_500_and_the_worker_stays_usable() {
     rt.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_worker_mid_call_gives_a_clear_error_and_the_pool_refills() {
-    let rt = two_apps(1).await;
+async fn killing_a_worker_mid_call_gives_a_clear_error_and_the_pool_refills(shell: Shell) {
+    let rt = two_apps(shell, 1).await;
     assert_eq!(rt.get("hello/api/hello").await.status, 200);
     let worker = rt.workers().await.into_iter().find(|w| w["app"] == "hello").expect("hello has a worker");
     let id = worker["id"].as_str().unwrap().to_owned();
@@ -107,9 +149,8 @@ async fn killing_a_worker_mid_call_gives_a_clear_error_and_the_pool_refills() {
     rt.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_calls_across_two_apps() {
-    let rt = two_apps(2).await;
+async fn fifty_concurrent_calls_across_two_apps(shell: Shell) {
+    let rt = two_apps(shell, 2).await;
     let calls = (0..50).map(|i| {
         let rt = &rt;
         async move {
@@ -132,9 +173,8 @@ async fn fifty_concurrent_calls_across_two_apps() {
     rt.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_an_app_stops_its_workers_and_404s_its_routes() {
-    let rt = two_apps(1).await;
+async fn removing_an_app_stops_its_workers_and_404s_its_routes(shell: Shell) {
+    let rt = two_apps(shell, 1).await;
     assert_eq!(rt.get("hello/api/hello").await.status, 200);
     assert_eq!(rt.get("shop/api/products").await.status, 200);
     let hello_ids: Vec<String> = rt
@@ -158,14 +198,17 @@ async fn removing_an_app_stops_its_workers_and_404s_its_routes() {
     rt.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_app_fails_to_deploy_with_a_precise_error() {
-    let rt = two_apps(1).await;
-    let dir = std::env::temp_dir().join(format!("switchboard-broken-{}", std::process::id()));
+async fn a_broken_app_fails_to_deploy_with_a_precise_error(shell: Shell) {
+    let rt = two_apps(shell, 1).await;
+    let dir = std::env::temp_dir().join(format!("switchboard-broken-{shell:?}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("bad")).unwrap();
     std::fs::write(dir.join("host.json"), r#"{"version": "2.0"}"#).unwrap();
-    std::fs::write(dir.join("bad/function.json"), r#"{"bindings": [ {"type": "httpTrigger", "name": "req" }"#).unwrap();
+    std::fs::write(
+        dir.join("bad/function.json"),
+        r#"{"bindings": [ {"type": "httpTrigger", "name": "req" }"#,
+    )
+    .unwrap();
     std::fs::write(dir.join("bad/__init__.py"), "def main(req): pass\n").unwrap();
 
     let deploy = json!({"path": dir, "name": "broken"});
@@ -191,13 +234,16 @@ async fn a_broken_app_fails_to_deploy_with_a_precise_error() {
     rt.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_leaves_no_worker_process_behind() {
-    let rt = two_apps(2).await;
+async fn shutdown_leaves_no_worker_process_behind(shell: Shell) {
+    let rt = two_apps(shell, 2).await;
     assert_eq!(rt.get("hello/api/hello").await.status, 200);
     assert_eq!(rt.get("shop/api/products").await.status, 200);
-    let ids: Vec<String> = rt.workers().await.iter().map(|w| w["id"].as_str().unwrap().to_owned()).collect();
-    assert!(ids.len() >= 3, "two specialized workers and placeholders: {ids:?}");
+    // Two specialized workers, and the two placeholders that replaced them once they boot.
+    let ids: Vec<String> = wait_for(Duration::from_secs(20), "four workers", || async {
+        let workers = rt.workers().await;
+        (workers.len() >= 4).then(|| workers.iter().map(|w| w["id"].as_str().unwrap().to_owned()).collect())
+    })
+    .await;
     let pids: Vec<u32> = ids.iter().flat_map(|id| pids_with_arg(id)).collect();
     assert_eq!(pids.len(), ids.len(), "one process per worker");
     rt.shutdown().await;
