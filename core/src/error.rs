@@ -55,3 +55,24 @@ pub enum PoolError {
         max: u32,
     },
 }
+
+/// Why a worker could not be expected (see [`crate::Runtime::expect_worker`]). The shell stops
+/// that worker instead.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ExpectError {
+    /// No pool has this key: the worker belongs to a pool that is no longer configured.
+    #[error("no pool {0}")]
+    NoPool(String),
+    /// The pool already has `max` workers, connected or expected: stop the extra worker.
+    #[error("pool {0} is full")]
+    PoolFull(String),
+    /// A live worker or an open ticket already has this id: an id admits one stream only.
+    #[error("worker id {0:?} is already known")]
+    Known(String),
+    /// The id is empty, longer than 256 bytes or contains control characters.
+    #[error("invalid worker id {0:?}")]
+    InvalidId(String),
+    /// The runtime is shutting down and admits no new workers.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+}

@@ -29,7 +29,7 @@ pub mod worker;
 pub mod testkit;
 
 pub use config::{Backoff, Config, Limits, PoolSpec, Timeouts};
-pub use error::{AppError, PoolError, WorkerError};
+pub use error::{AppError, ExpectError, PoolError, WorkerError};
 pub use event::{
     Admission, DropReason, Event, EvictReason, OutcomeKind, Phase, SpecializationTimings, WorkerState,
 };

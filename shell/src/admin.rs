@@ -1,5 +1,26 @@
 //! The admin API: JSON over HTTP on its own listener, behind a bearer token (except the health
-//! probes). The CLI is a client of this API.
+//! probes, and `/metrics` when configured public). The CLI is a client of this API.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | the process is up (no token) |
+//! | `GET /readyz` | 200 while accepting work, 503 once shutting down (no token) |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics text) |
+//! | `GET /v1/apps` | every app |
+//! | `POST /v1/apps` | deploy an app folder, or a new version of a deployed app |
+//! | `GET /v1/apps/{name}` | one app |
+//! | `PUT /v1/apps/{name}` | a new version of a deployed app (404 if it is not) |
+//! | `DELETE /v1/apps/{name}` | remove an app (its workers drain) |
+//! | `PUT /v1/apps/{name}/scale` | change min/max workers, concurrency, queue limit |
+//! | `POST /v1/apps/{name}/drain` | drain every worker of the app (fresh ones replace them) |
+//! | `GET /v1/apps/{name}/logs` | recent worker log lines; `?follow=true` streams them (SSE) |
+//! | `POST /v1/apps/{name}/functions/{f}/invoke` | run a function with the body as input |
+//! | `GET /v1/workers` | every worker |
+//! | `POST /v1/workers/{id}/drain` | drain one worker |
+//! | `GET /v1/pools` | every placeholder pool |
+
+mod json;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -8,33 +29,72 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_core::app::{AppOptions, ScaleSpec};
 use switchboard_core::proto::rpc::{TypedData, typed_data::Data};
-use switchboard_core::{AppInfo, CallId, Invoke, Outcome, Payload, PoolInfo, Target, WorkerInfo};
+use switchboard_core::{AppError, CallId, Invoke, Payload, Target, WorkerState};
 
+use self::json::{app_json, outcome_json, pool_json, scale_json, worker_json};
+pub(crate) use self::stream::Sleeper;
 use crate::appdir::load_app;
 use crate::driver::Handle;
-use crate::front_door::{HttpResponse, error};
+use crate::front_door::{self, trace_context};
+use crate::logs::{LogHub, LogLine, RING};
+use crate::metrics::{self, MetricsRegistry, Snapshot};
+use crate::serve::Stop;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1 << 20;
+/// Lines `GET /v1/apps/{name}/logs` returns without `tail`.
+const DEFAULT_TAIL: usize = 100;
+/// Lines a follower gets before the live ones without `tail`.
+const DEFAULT_FOLLOW_TAIL: usize = 10;
+
+/// An admin response body: whole, or streamed (live logs).
+pub type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
+/// An admin response.
+pub type AdminResponse = Response<AdminBody>;
+
+/// What the admin API serves from besides the driver.
+#[derive(Clone)]
+pub struct AdminParts {
+    /// The bearer token.
+    pub token: String,
+    /// Serve `/metrics` without the token.
+    pub public_metrics: bool,
+    /// The event-fed metrics.
+    pub metrics: MetricsRegistry,
+    /// Worker log lines.
+    pub logs: LogHub,
+    /// Fires when the runtime stops (ends log streams).
+    pub stop: Stop,
+    /// The runtime's timer (log-stream heartbeats).
+    pub sleep: Sleeper,
+}
+
+impl std::fmt::Debug for AdminParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminParts").field("public_metrics", &self.public_metrics).finish_non_exhaustive()
+    }
+}
 
 /// The admin API service.
 #[derive(Debug)]
 pub struct AdminApi {
     handle: Handle,
-    token: String,
+    parts: AdminParts,
 }
 
-/// `POST /v1/apps`.
+/// `POST /v1/apps` and `PUT /v1/apps/{name}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeployRequest {
+    /// The app folder, as the runtime sees it.
     path: PathBuf,
     #[serde(default)]
     name: Option<String>,
@@ -65,129 +125,173 @@ impl ScaleBody {
     }
 }
 
+/// Whether a deploy may create the app or must find it deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeployMode {
+    CreateOrUpdate,
+    UpdateOnly,
+}
+
 impl AdminApi {
-    /// An admin API over the driver behind `handle`, guarded by `token`.
-    pub fn new(handle: Handle, token: String) -> Arc<Self> {
-        Arc::new(AdminApi { handle, token })
+    /// An admin API over the driver behind `handle`.
+    pub fn new(handle: Handle, parts: AdminParts) -> Arc<Self> {
+        Arc::new(AdminApi { handle, parts })
     }
 
     /// Serves one request.
-    pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Result<AdminResponse, Infallible> {
         Ok(self.route(req).await)
     }
 
-    async fn route(&self, req: Request<Incoming>) -> HttpResponse {
+    async fn route(&self, req: Request<Incoming>) -> AdminResponse {
         let path = req.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = req.method().clone();
+        let query = Query::parse(req.uri().query());
         match (&method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => return reply(StatusCode::OK, json!({"status": "ok"})),
             (&Method::GET, ["readyz"]) => return self.readyz().await,
+            (&Method::GET, ["metrics"]) if self.parts.public_metrics => return self.metrics().await,
             _ => {}
         }
-        if !self.authorized(&req) {
-            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token", None);
+        if !self.authorized(req.headers()) {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
             return resp;
         }
-        let query = req.uri().query().unwrap_or("").to_owned();
+        let headers = req.headers().clone();
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "admin request body too large", None),
+            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "admin request body too large"),
         };
         match (&method, segments.as_slice()) {
+            (&Method::GET, ["metrics"]) => self.metrics().await,
             (&Method::GET, ["v1", "apps"]) => self.list_apps().await,
-            (&Method::POST, ["v1", "apps"]) => self.deploy(&body).await,
+            (&Method::POST, ["v1", "apps"]) => self.deploy(None, &body, DeployMode::CreateOrUpdate).await,
             (&Method::GET, ["v1", "apps", name]) => self.show_app(name).await,
+            (&Method::PUT, ["v1", "apps", name]) => {
+                self.deploy(Some(name), &body, DeployMode::UpdateOnly).await
+            }
             (&Method::DELETE, ["v1", "apps", name]) => self.remove_app(name).await,
             (&Method::PUT | &Method::POST, ["v1", "apps", name, "scale"]) => self.scale(name, &body).await,
+            (&Method::POST, ["v1", "apps", name, "drain"]) => self.drain_app(name).await,
+            (&Method::GET, ["v1", "apps", name, "logs"]) => self.logs(name, &query).await,
             (&Method::POST, ["v1", "apps", name, "functions", function, "invoke"]) => {
-                self.invoke(name, function, body).await
+                self.invoke(name, function, &headers, body).await
             }
             (&Method::GET, ["v1", "workers"]) => self.workers().await,
             (&Method::POST, ["v1", "workers", id, "drain"]) => self.drain(id).await,
             (&Method::GET, ["v1", "pools"]) => self.pools().await,
-            _ => {
-                let _ = query;
-                error(StatusCode::NOT_FOUND, &format!("no admin route {method} {path}"), None)
-            }
+            _ => error(StatusCode::NOT_FOUND, &format!("no admin route {method} {path}")),
         }
     }
 
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return false;
         };
         let Some(token) = value.strip_prefix("Bearer ") else { return false };
-        constant_time_eq(token.trim().as_bytes(), self.token.as_bytes())
+        constant_time_eq(token.trim().as_bytes(), self.parts.token.as_bytes())
     }
 
-    async fn readyz(&self) -> HttpResponse {
+    async fn readyz(&self) -> AdminResponse {
         match self.handle.with_core(|core, _| core.is_shutting_down()).await {
             Ok(false) => reply(StatusCode::OK, json!({"status": "ready"})),
             _ => reply(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "shutting down"})),
         }
     }
 
-    async fn list_apps(&self) -> HttpResponse {
+    async fn metrics(&self) -> AdminResponse {
+        let Ok(snapshot) = self.handle.with_core(|core, now| Snapshot::take(core, now)).await else {
+            return stopped();
+        };
+        match self.parts.metrics.render(&snapshot) {
+            Ok(text) => {
+                let mut resp = Response::new(full(Bytes::from(text)));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, metrics::CONTENT_TYPE.parse().expect("valid"));
+                resp
+            }
+            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "could not encode the metrics"),
+        }
+    }
+
+    async fn list_apps(&self) -> AdminResponse {
         match self.handle.with_core(|core, _| core.apps()).await {
             Ok(apps) => reply(StatusCode::OK, Value::Array(apps.iter().map(app_json).collect())),
             Err(_) => stopped(),
         }
     }
 
-    async fn show_app(&self, name: &str) -> HttpResponse {
+    async fn show_app(&self, name: &str) -> AdminResponse {
         let name = name.to_owned();
         match self.handle.with_core(move |core, _| core.app(&name)).await {
             Ok(Some(app)) => reply(StatusCode::OK, app_json(&app)),
-            Ok(None) => error(StatusCode::NOT_FOUND, "no such app", None),
+            Ok(None) => error(StatusCode::NOT_FOUND, "no such app"),
             Err(_) => stopped(),
         }
     }
 
-    async fn deploy(&self, body: &[u8]) -> HttpResponse {
+    async fn deploy(&self, name: Option<&str>, body: &[u8], mode: DeployMode) -> AdminResponse {
         let request: DeployRequest = match serde_json::from_slice(body) {
             Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid deploy request: {e}"), None),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid deploy request: {e}")),
         };
         let options = AppOptions {
-            name: request.name.clone(),
+            name: name.map(str::to_owned).or(request.name.clone()),
             settings: request.settings.clone(),
             scale: request.scale.as_ref().map(|s| s.over(ScaleSpec::default())),
             ..AppOptions::default()
         };
         let spec = match load_app(&request.path, &options) {
             Ok(spec) => spec,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), None),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         let name = spec.name.to_string();
-        match self.handle.with_core(move |core, now| core.deploy(now, spec)).await {
-            Ok(Ok(version)) => reply(StatusCode::CREATED, json!({"name": name, "version": version})),
-            Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &e.to_string(), None),
+        let app = name.clone();
+        let result = self
+            .handle
+            .with_core(move |core, now| {
+                if mode == DeployMode::UpdateOnly && core.app(&app).is_none() {
+                    return Err(AppError::NotFound(app));
+                }
+                core.deploy(now, spec)
+            })
+            .await;
+        match result {
+            Ok(Ok(version)) => {
+                let status = if version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+                reply(status, json!({"name": name, "version": version}))
+            }
+            Ok(Err(e @ AppError::NotFound(_))) => error(StatusCode::NOT_FOUND, &e.to_string()),
+            Ok(Err(e @ (AppError::Removing(_) | AppError::ShuttingDown))) => {
+                error(StatusCode::CONFLICT, &e.to_string())
+            }
+            Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
             Err(_) => stopped(),
         }
     }
 
-    async fn remove_app(&self, name: &str) -> HttpResponse {
+    async fn remove_app(&self, name: &str) -> AdminResponse {
         let name = name.to_owned();
         match self.handle.with_core(move |core, now| core.remove_app(now, &name)).await {
             Ok(Ok(())) => reply(StatusCode::OK, json!({"removed": true})),
-            Ok(Err(e)) => error(StatusCode::NOT_FOUND, &e.to_string(), None),
+            Ok(Err(e)) => error(StatusCode::NOT_FOUND, &e.to_string()),
             Err(_) => stopped(),
         }
     }
 
-    async fn scale(&self, name: &str, body: &[u8]) -> HttpResponse {
+    async fn scale(&self, name: &str, body: &[u8]) -> AdminResponse {
         let change: ScaleBody = match serde_json::from_slice(body) {
             Ok(c) => c,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid scale request: {e}"), None),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid scale request: {e}")),
         };
         let name = name.to_owned();
         let result = self
             .handle
             .with_core(move |core, now| {
                 let Some(app) = core.app(&name) else {
-                    return Err(switchboard_core::AppError::NotFound(name));
+                    return Err(AppError::NotFound(name));
                 };
                 let scale = change.over(app.scale);
                 core.scale_app(now, &name, scale).map(|()| scale)
@@ -195,49 +299,108 @@ impl AdminApi {
             .await;
         match result {
             Ok(Ok(s)) => reply(StatusCode::OK, scale_json(&s)),
-            Ok(Err(e @ switchboard_core::AppError::NotFound(_))) => {
-                error(StatusCode::NOT_FOUND, &e.to_string(), None)
-            }
-            Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &e.to_string(), None),
+            Ok(Err(e @ AppError::NotFound(_))) => error(StatusCode::NOT_FOUND, &e.to_string()),
+            Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
             Err(_) => stopped(),
         }
     }
 
-    async fn invoke(&self, app: &str, function: &str, body: Bytes) -> HttpResponse {
+    /// Drains every worker of an app: each finishes what it runs and is released; the app stays
+    /// deployed and its next calls specialize fresh placeholders (a rolling restart).
+    async fn drain_app(&self, name: &str) -> AdminResponse {
+        let app = name.to_owned();
+        let result = self
+            .handle
+            .with_core(move |core, now| {
+                core.app(&app)?;
+                let ids: Vec<String> = core
+                    .workers(now)
+                    .into_iter()
+                    .filter(|w| w.app.as_deref() == Some(app.as_str()))
+                    .filter(|w| !matches!(w.state, WorkerState::Draining | WorkerState::Gone))
+                    .map(|w| w.id)
+                    .collect();
+                for id in &ids {
+                    // Listed just now on this same turn of the driver: every id is known.
+                    let _ = core.drain_worker(now, id);
+                }
+                Some(ids)
+            })
+            .await;
+        match result {
+            Ok(Some(ids)) => reply(StatusCode::ACCEPTED, json!({"app": name, "draining": ids})),
+            Ok(None) => error(StatusCode::NOT_FOUND, &format!("no app named {name:?}")),
+            Err(_) => stopped(),
+        }
+    }
+
+    async fn logs(&self, name: &str, query: &Query) -> AdminResponse {
+        let app = name.to_owned();
+        match self.handle.with_core(move |core, _| core.app(&app).is_some()).await {
+            Ok(true) => {}
+            Ok(false) => return error(StatusCode::NOT_FOUND, &format!("no app named {name:?}")),
+            Err(_) => return stopped(),
+        }
+        let system = query.flag("system");
+        let tail = match query.get("tail").map(str::parse::<usize>) {
+            None => None,
+            Some(Ok(n)) => Some(n.min(RING)),
+            Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "tail must be a number of lines"),
+        };
+        if !query.flag("follow") {
+            let lines = self.parts.logs.recent(name, tail.unwrap_or(DEFAULT_TAIL), system);
+            let lines: Vec<&LogLine> = lines.iter().map(|l| &**l).collect();
+            let body = serde_json::to_string(&lines).expect("log lines serialize");
+            let mut resp = Response::new(full(Bytes::from(body)));
+            resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+            return resp;
+        }
+        let (backlog, follower) = self.parts.logs.follow(name, tail.unwrap_or(DEFAULT_FOLLOW_TAIL), system);
+        let body = stream::sse(backlog, follower, self.parts.stop.clone(), Arc::clone(&self.parts.sleep));
+        let mut resp = Response::new(body.boxed_unsync());
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("valid"));
+        headers.insert(header::CACHE_CONTROL, "no-cache".parse().expect("valid"));
+        resp
+    }
+
+    async fn invoke(&self, app: &str, function: &str, headers: &HeaderMap, body: Bytes) -> AdminResponse {
         let invoke = Invoke {
             call: CallId(0),
             app: app.to_owned(),
             target: Target::Function(function.to_owned()),
             payload: Payload::Data(TypedData { data: Some(Data::Bytes(body)) }),
-            trace: None,
+            trace: trace_context(headers),
             timeout: None,
         };
         let started = Instant::now();
         let Ok(outcome) = self.handle.invoke(invoke).await else { return stopped() };
         let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (status, body) = outcome_json(outcome);
-        let mut body = body;
+        let (status, mut body) = outcome_json(outcome);
         body["took_ms"] = took_ms.into();
         reply(status, body)
     }
 
-    async fn workers(&self) -> HttpResponse {
-        match self.handle.with_core(|core, now| core.workers(now)).await {
-            Ok(workers) => reply(StatusCode::OK, Value::Array(workers.iter().map(worker_json).collect())),
+    async fn workers(&self) -> AdminResponse {
+        match self.handle.workers().await {
+            Ok(workers) => reply(
+                StatusCode::OK,
+                Value::Array(workers.iter().map(|(w, pid)| worker_json(w, *pid)).collect()),
+            ),
             Err(_) => stopped(),
         }
     }
 
-    async fn drain(&self, id: &str) -> HttpResponse {
+    async fn drain(&self, id: &str) -> AdminResponse {
         let id = id.to_owned();
         match self.handle.with_core(move |core, now| core.drain_worker(now, &id)).await {
             Ok(Ok(())) => reply(StatusCode::ACCEPTED, json!({"draining": true})),
-            Ok(Err(e)) => error(StatusCode::NOT_FOUND, &e.to_string(), None),
+            Ok(Err(e)) => error(StatusCode::NOT_FOUND, &e.to_string()),
             Err(_) => stopped(),
         }
     }
 
-    async fn pools(&self) -> HttpResponse {
+    async fn pools(&self) -> AdminResponse {
         match self.handle.with_core(|core, _| core.pools()).await {
             Ok(pools) => reply(StatusCode::OK, Value::Array(pools.iter().map(pool_json).collect())),
             Err(_) => stopped(),
@@ -245,12 +408,39 @@ impl AdminApi {
     }
 }
 
-fn stopped() -> HttpResponse {
-    error(StatusCode::SERVICE_UNAVAILABLE, "the runtime is stopped", None)
+/// A request's query parameters.
+#[derive(Debug, Default)]
+struct Query(BTreeMap<String, String>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// `?key`, `?key=true` or `?key=1`.
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("" | "true" | "1"))
+    }
 }
 
-fn reply(status: StatusCode, body: Value) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+fn full(body: Bytes) -> AdminBody {
+    Full::new(body).boxed_unsync()
+}
+
+fn stopped() -> AdminResponse {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the runtime is stopped")
+}
+
+fn error(status: StatusCode, message: &str) -> AdminResponse {
+    front_door::error(status, message, None).map(|b| b.boxed_unsync())
+}
+
+fn reply(status: StatusCode, body: Value) -> AdminResponse {
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("valid"));
     resp
@@ -260,116 +450,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn scale_json(s: &ScaleSpec) -> Value {
-    json!({
-        "min_workers": s.min_workers,
-        "max_workers": s.max_workers,
-        "concurrency": s.concurrency,
-        "queue_limit": s.queue_limit,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// An app as JSON; setting values are redacted by the core already.
-fn app_json(app: &AppInfo) -> Value {
-    let functions: Vec<Value> = app
-        .spec
-        .functions
-        .iter()
-        .map(|f| {
-            let trigger = match &f.trigger {
-                switchboard_core::app::Trigger::Http(h) => {
-                    json!({"type": "http", "route": h.route.raw, "methods": h.methods})
-                }
-                switchboard_core::app::Trigger::Timer { schedule, .. } => {
-                    json!({"type": "timer", "schedule": schedule})
-                }
-                switchboard_core::app::Trigger::Other { kind, .. } => json!({"type": kind}),
-            };
-            json!({"name": f.name, "trigger": trigger, "disabled": f.disabled})
-        })
-        .collect();
-    json!({
-        "name": app.name,
-        "version": app.version,
-        "language": app.spec.language,
-        "directory": app.spec.directory,
-        "route_prefix": app.spec.route_prefix,
-        "functions": functions,
-        "settings": app.spec.settings.keys().collect::<Vec<_>>(),
-        "scale": scale_json(&app.scale),
-        "ready": app.ready,
-        "specializing": app.specializing,
-        "workers": app.workers,
-        "queued": app.queued,
-        "in_flight": app.in_flight,
-        "failures": app.failures,
-        "last_error": app.last_error,
-        "failing": app.failing,
-    })
-}
-
-fn worker_json(w: &WorkerInfo) -> Value {
-    json!({
-        "id": w.id,
-        "pool": w.pool.to_string(),
-        "state": w.state.label(),
-        "app": w.app,
-        "in_flight": w.in_flight,
-        "capacity": w.capacity,
-        "last_seen_ms": w.last_seen.as_millis() as u64,
-        "in_state_ms": w.in_state.as_millis() as u64,
-        "peer": w.peer,
-        "provisioned": w.provisioned,
-    })
-}
-
-fn pool_json(p: &PoolInfo) -> Value {
-    json!({
-        "pool": p.key.to_string(),
-        "language": p.key.language,
-        "version": p.key.version,
-        "min_idle": p.min_idle,
-        "max": p.max,
-        "idle": p.idle,
-        "members": p.members,
-        "provisioning": p.provisioning,
-        "initializing": p.initializing,
-        "failures": p.failures,
-        "waiting_apps": p.waiting_apps,
-    })
-}
-
-/// An outcome as JSON for admin callers (who may see error messages).
-fn outcome_json(outcome: Outcome) -> (StatusCode, Value) {
-    let kind = outcome.kind().label();
-    match outcome {
-        Outcome::Completed(done) => {
-            let (status, body) = match &done.http {
-                Some(http) => (http.status_code.clone(), typed_text(http.body.as_deref())),
-                None => (String::new(), typed_text(done.return_value.as_ref())),
-            };
-            (StatusCode::OK, json!({"outcome": kind, "status": status, "body": body}))
-        }
-        Outcome::Failed(f) => (
-            StatusCode::OK,
-            json!({"outcome": kind, "error": f.exception.message, "stack_trace": f.exception.stack_trace}),
-        ),
-        Outcome::NotFound(what) => {
-            (StatusCode::NOT_FOUND, json!({"outcome": kind, "error": what.to_string()}))
-        }
-        Outcome::Unavailable { reason, .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, json!({"outcome": kind, "error": reason.to_string()}))
-        }
-        Outcome::Timeout | Outcome::Cancelled => (StatusCode::OK, json!({"outcome": kind})),
-    }
-}
-
-fn typed_text(data: Option<&TypedData>) -> Value {
-    match data.and_then(|d| d.data.as_ref()) {
-        Some(Data::Bytes(b) | Data::Stream(b)) => String::from_utf8_lossy(b).into_owned().into(),
-        Some(Data::String(s) | Data::Json(s)) => s.clone().into(),
-        Some(Data::Int(i)) => (*i).into(),
-        Some(Data::Double(d)) => (*d).into(),
-        _ => Value::Null,
+    #[test]
+    fn query_flags() {
+        let q = Query::parse(Some("follow=true&tail=5&system"));
+        assert!(q.flag("follow") && q.flag("system") && !q.flag("other"));
+        assert_eq!(q.get("tail"), Some("5"));
+        assert!(!Query::parse(Some("follow=false")).flag("follow"));
     }
 }

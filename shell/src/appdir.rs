@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(hello.name.as_str(), "hello");
         assert_eq!(hello.language, "python");
         let names: Vec<&str> = hello.functions.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["echo", "fail", "hello", "items", "setting", "slow"]);
+        assert_eq!(names, ["echo", "fail", "hello", "items", "setting", "slow", "trace"]);
         assert_eq!(hello.settings["GREETING"], "hello from hello");
         let shop = load_app(&examples().join("shop"), &AppOptions::default()).unwrap();
         assert!(

@@ -14,6 +14,9 @@ use switchboard_core::app::ScaleSpec;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Which async runtime runs the shell: `tokio` (default) or `smol`; `serve --shell`
+    /// overrides it.
+    pub shell: ShellKind,
     /// Where to listen.
     pub listen: Listen,
     /// Admin API access.
@@ -33,11 +36,14 @@ pub struct Config {
     /// Where bootstrapped worker environments are cached. Default
     /// `$XDG_CACHE_HOME/switchboard` or `~/.cache/switchboard`.
     pub cache_dir: Option<PathBuf>,
+    /// Settings shared by the `kubernetes` pools.
+    pub kubernetes: Kubernetes,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            shell: ShellKind::default(),
             listen: Listen::default(),
             admin: Admin::default(),
             limits: Limits::default(),
@@ -46,8 +52,20 @@ impl Default for Config {
             apps: Vec::new(),
             state_dir: PathBuf::from(".switchboard"),
             cache_dir: None,
+            kubernetes: Kubernetes::default(),
         }
     }
+}
+
+/// The async runtime under the shell. Both run the same core and the same serving code.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ShellKind {
+    /// tokio (multi-threaded).
+    #[default]
+    Tokio,
+    /// smol (`async-executor` threads, `async-io`).
+    Smol,
 }
 
 /// Listener addresses. Port 0 picks a free port (the bound addresses are printed at start).
@@ -81,6 +99,9 @@ impl Default for Listen {
 pub struct Admin {
     /// Bearer token. Default: generated on first start and stored in `<state_dir>/admin-token`.
     pub token: Option<String>,
+    /// Serve `/metrics` without the bearer token (for scrapers that cannot send one).
+    /// Default false.
+    pub public_metrics: bool,
 }
 
 /// Size limits.
@@ -188,6 +209,9 @@ pub enum ProvisionerKind {
     Local,
     /// Start nothing: workers come on their own with the pool's join token.
     External,
+    /// Create worker pods on Kubernetes (`[pool.kubernetes]` holds the pod template). Served
+    /// by the tokio shell.
+    Kubernetes,
 }
 
 /// A placeholder pool.
@@ -215,6 +239,8 @@ pub struct Pool {
     pub inherit_env: Vec<String>,
     /// Token that admits workers that were not provisioned (connection-mode workers).
     pub join_token: Option<String>,
+    /// The pods of a `kubernetes` pool.
+    pub kubernetes: Option<KubePool>,
 }
 
 impl Default for Pool {
@@ -231,6 +257,7 @@ impl Default for Pool {
                 .map(String::from)
                 .to_vec(),
             join_token: None,
+            kubernetes: None,
         }
     }
 }
@@ -241,6 +268,81 @@ impl Pool {
         Pool { language: "python".into(), ..Pool::default() }
     }
 }
+
+/// Settings shared by the `kubernetes` pools (`[kubernetes]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Kubernetes {
+    /// The kubeconfig file. Default: `KUBECONFIG`, then `~/.kube/config`, then the in-cluster
+    /// service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of worker pods when a pool names none. Default: the kubeconfig context's or
+    /// the service account's namespace.
+    pub namespace: Option<String>,
+    /// This runtime's identity, a label on every pod it creates: it adopts or deletes only
+    /// pods that carry it, so runtimes sharing a namespace never touch each other's pods. Keep
+    /// it stable across restarts to adopt the pods of an earlier incarnation. Default: env
+    /// `POD_NAME`, else the host name.
+    pub runtime_id: Option<String>,
+    /// UID of the runtime's own pod (env `POD_UID` from the downward API): worker pods get an
+    /// ownerReference to it, so the cluster deletes them with the runtime pod. Default: env
+    /// `POD_UID`, else no owner.
+    pub owner_uid: Option<String>,
+    /// Host workers dial (`--host`): the DNS name of the runtime's worker Service. Default:
+    /// `listen.advertise_host`, else the worker listener's IP.
+    pub worker_host: Option<String>,
+    /// Port workers dial (`--port`): the worker Service's port. Default: the worker listener's
+    /// port.
+    pub worker_port: Option<u16>,
+    /// Pod creates per second, sustained (token bucket). Default 10.
+    pub creates_per_second: u32,
+    /// Pod creates allowed in a burst. Default 10.
+    pub create_burst: u32,
+    /// How long pods left by an earlier incarnation of this runtime wait for their worker to
+    /// connect again before they are deleted. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub adopt_grace: Duration,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Kubernetes {
+            kubeconfig: None,
+            namespace: None,
+            runtime_id: None,
+            owner_uid: None,
+            worker_host: None,
+            worker_port: None,
+            creates_per_second: 10,
+            create_burst: 10,
+            adopt_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The pods of a `kubernetes` pool (`[pool.kubernetes]`): a template, inline or in a file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubePool {
+    /// Namespace of this pool's pods. Default: `[kubernetes] namespace`.
+    pub namespace: Option<String>,
+    /// The pod template inline: a Kubernetes `PodTemplateSpec` (`metadata`, `spec`) written
+    /// as a TOML table. The worker container is the one named `worker`, else the first; the
+    /// host-style arguments are appended to its `args`.
+    pub pod_template: Option<PodTemplate>,
+    /// The pod template in a YAML or JSON file (a `PodTemplateSpec`, or a whole Pod manifest).
+    /// Relative paths are relative to the config file.
+    pub pod_template_file: Option<PathBuf>,
+}
+
+/// A pod template as written in the config; the kubernetes provisioner checks it against the
+/// Kubernetes schema when it starts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct PodTemplate(pub serde_json::Value);
+
+// Values parsed from TOML; only a NaN float (meaningless in a pod template) is not equal to itself.
+impl Eq for PodTemplate {}
 
 /// An app deployed at start.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -319,6 +421,12 @@ impl Config {
                 app.path = base.join(&app.path);
             }
         }
+        for file in config.pools.iter_mut().filter_map(|p| p.kubernetes.as_mut()?.pod_template_file.as_mut())
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -347,6 +455,7 @@ impl Config {
                     pool.language, pool.min_idle, pool.max
                 )));
             }
+            pool.validate_kubernetes()?;
             if pool.provisioner == ProvisionerKind::External && pool.join_token.is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "pool {}: an external pool needs a join_token, or no worker can join",
@@ -362,6 +471,11 @@ impl Config {
                     pool.language
                 )));
             }
+        }
+        if self.kubernetes.creates_per_second == 0 || self.kubernetes.create_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "kubernetes.creates_per_second and create_burst must be at least 1".into(),
+            ));
         }
         if self.limits.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid("limits.max_message_bytes must be at least 1024".into()));
@@ -394,6 +508,30 @@ impl Config {
 }
 
 impl Pool {
+    /// A `kubernetes` pool has exactly one pod template and takes its command from it; other
+    /// pools have no `[pool.kubernetes]`.
+    fn validate_kubernetes(&self) -> Result<(), ConfigError> {
+        let invalid = |why: &str| Err(ConfigError::Invalid(format!("pool {}: {why}", self.language)));
+        match (&self.kubernetes, self.provisioner) {
+            (None, ProvisionerKind::Kubernetes) => {
+                invalid("a kubernetes pool needs [pool.kubernetes] with pod_template or pod_template_file")
+            }
+            (Some(_), ProvisionerKind::Local | ProvisionerKind::External) => {
+                invalid("[pool.kubernetes] is only for provisioner = \"kubernetes\"")
+            }
+            (Some(k), ProvisionerKind::Kubernetes) => {
+                if k.pod_template.is_some() == k.pod_template_file.is_some() {
+                    return invalid("give exactly one of pod_template and pod_template_file");
+                }
+                if !self.command.is_empty() {
+                    return invalid("a kubernetes pool takes its command from the pod template");
+                }
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
+    }
+
     /// The core's view of this pool.
     pub fn core(&self) -> switchboard_core::PoolSpec {
         let mut environment = self.env.clone();
@@ -459,5 +597,45 @@ mod tests {
         let c = Config::parse("[[pool]]\nlanguage = \"node\"").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("needs a command"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_pools_take_an_inline_or_file_pod_template() {
+        let c = Config::parse(
+            r#"
+            [kubernetes]
+            runtime_id = "rt-1"
+            worker_host = "switchboard-workers.sb.svc.cluster.local"
+            worker_port = 7073
+            adopt_grace = "10s"
+            [[pool]]
+            language = "python"
+            provisioner = "kubernetes"
+            min_idle = 3
+            [pool.kubernetes]
+            namespace = "sb"
+            [pool.kubernetes.pod_template.metadata.labels]
+            team = "a"
+            [[pool.kubernetes.pod_template.spec.containers]]
+            name = "worker"
+            image = "example/python-worker:1.1.9"
+            command = ["python", "-m", "azure_functions_worker"]
+            resources = { requests = { cpu = "250m", memory = "256Mi" } }
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let k = c.pools[0].kubernetes.as_ref().unwrap();
+        let template = &k.pod_template.as_ref().unwrap().0;
+        assert_eq!(template["spec"]["containers"][0]["resources"]["requests"]["cpu"], "250m");
+        assert_eq!(c.kubernetes.adopt_grace, Duration::from_secs(10));
+        assert!(c.pools[0].core().provisioned);
+
+        let both = "[[pool]]\nlanguage = \"python\"\nprovisioner = \"kubernetes\"\n[pool.kubernetes]\npod_template_file = \"p.yaml\"\npod_template = {}";
+        let e = Config::parse(both).unwrap().validate().unwrap_err().to_string();
+        assert!(e.contains("exactly one"), "{e}");
+        let none = "[[pool]]\nlanguage = \"python\"\nprovisioner = \"kubernetes\"";
+        let e = Config::parse(none).unwrap().validate().unwrap_err().to_string();
+        assert!(e.contains("needs [pool.kubernetes]"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ use futures_util::future::{Either, select};
 use switchboard_core::proto::rpc::StreamingMessage;
 use switchboard_core::{
     CallId, CloseReason, ConnId, ConnMeta, Event, Input, Invoke, Outcome, Output, Runtime as Core, WorkerId,
+    WorkerInfo,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -52,6 +53,11 @@ pub enum Command {
     },
     /// Run a closure with the core (admin operations, queries).
     WithCore(CoreFn),
+    /// List the workers, each with its process id when a provisioner started it locally.
+    Workers {
+        /// Where the list goes.
+        reply: oneshot::Sender<Vec<(WorkerInfo, Option<u32>)>>,
+    },
     /// Shut down gracefully; `done` fires when every worker is gone.
     Shutdown {
         /// Longest wait for in-flight calls.
@@ -68,6 +74,7 @@ impl std::fmt::Debug for Command {
             Command::Input(input) => write!(f, "Input({input:?})"),
             Command::Invoke { invoke, .. } => write!(f, "Invoke({})", invoke.call),
             Command::WithCore(_) => f.write_str("WithCore"),
+            Command::Workers { .. } => f.write_str("Workers"),
             Command::Shutdown { .. } => f.write_str("Shutdown"),
         }
     }
@@ -117,6 +124,13 @@ impl Handle {
         self.send(Command::WithCore(Box::new(move |core, now| {
             let _ = tx.send(f(core, now));
         })))?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Every worker, oldest first, with the pid of its process when it was started locally.
+    pub async fn workers(&self) -> Result<Vec<(WorkerInfo, Option<u32>)>, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Workers { reply })?;
         rx.await.map_err(|_| Stopped)
     }
 
@@ -284,6 +298,17 @@ impl<R: Runtime> Driver<R> {
                 self.core.handle_input(now, Input::Invoke(invoke));
             }
             Command::WithCore(f) => f(&mut self.core, now),
+            Command::Workers { reply } => {
+                let workers = self.core.workers(now);
+                let listed = workers
+                    .into_iter()
+                    .map(|w| {
+                        let pid = self.provisioners.pid(&WorkerId(w.id.clone()));
+                        (w, pid)
+                    })
+                    .collect();
+                let _ = reply.send(listed);
+            }
             Command::Shutdown { within, done } => {
                 tracing::info!(open_calls = self.core.open_calls(), "shutting down");
                 self.shutdown = Some((now + within, done));

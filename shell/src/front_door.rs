@@ -128,11 +128,7 @@ fn to_rpc_http(parts: &http::request::Parts, body: Bytes) -> (RpcHttp, Option<Rp
     }
     let host = headers.get("host").cloned().unwrap_or_else(|| "localhost".into());
     let url = format!("http://{host}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
-    let trace = headers.get("traceparent").map(|tp| RpcTraceContext {
-        trace_parent: tp.clone(),
-        trace_state: headers.get("tracestate").cloned().unwrap_or_default(),
-        attributes: BTreeMap::new(),
-    });
+    let trace = trace_context(&parts.headers);
     let http = RpcHttp {
         method: parts.method.as_str().to_owned(),
         url,
@@ -142,6 +138,42 @@ fn to_rpc_http(parts: &http::request::Parts, body: Bytes) -> (RpcHttp, Option<Rp
         ..Default::default()
     };
     (http, trace)
+}
+
+/// The W3C trace context of a request, for `InvocationRequest.trace_context`: `traceparent`
+/// when it is well formed (a malformed one is ignored, as the W3C spec asks), with its
+/// `tracestate`.
+pub fn trace_context(headers: &http::HeaderMap) -> Option<RpcTraceContext> {
+    let parent = headers.get("traceparent")?.to_str().ok()?.trim();
+    if !valid_traceparent(parent) {
+        return None;
+    }
+    let state =
+        headers.get_all("tracestate").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    Some(RpcTraceContext { trace_parent: parent.to_owned(), trace_state: state, attributes: BTreeMap::new() })
+}
+
+/// `version-traceid-parentid-flags`: lower-case hex of 2, 32, 16 and 2 digits, version not
+/// `ff`, ids not all zero. Later versions may append fields after a `-`.
+fn valid_traceparent(value: &str) -> bool {
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let mut parts = value.split('-');
+    let (Some(version), Some(trace), Some(parent), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let rest_ok = if version == "00" { parts.next().is_none() } else { true };
+    hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && rest_ok
 }
 
 /// Maps an invocation's outcome to an HTTP response.
@@ -285,6 +317,33 @@ mod tests {
         assert_eq!(http.query["a"], "1,2");
         assert_eq!(http.query["b"], " x");
         assert!(trace.unwrap().trace_parent.starts_with("00-0af7"));
+    }
+
+    #[test]
+    fn only_well_formed_traceparents_are_passed_on() {
+        let parse = |tp: &str, state: &[&str]| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", tp.parse().unwrap());
+            for s in state {
+                headers.append("tracestate", s.parse().unwrap());
+            }
+            trace_context(&headers)
+        };
+        let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let t = parse(good, &["a=1", "b=2"]).expect("valid");
+        assert_eq!((t.trace_parent.as_str(), t.trace_state.as_str()), (good, "a=1,b=2"));
+        assert!(parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", &[]).is_some());
+        for bad in [
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "garbage",
+        ] {
+            assert!(parse(bad, &[]).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod config;
 pub mod driver;
 pub mod front_door;
 pub mod grpc;
+pub mod logs;
+pub mod metrics;
 pub mod provision;
 pub mod rt;
 pub mod serve;
@@ -22,4 +24,4 @@ pub mod sync {
 }
 
 pub use config::Config;
-pub use server::{StartError, Started, start};
+pub use server::{StartError, Started, start, start_with};

@@ -85,12 +85,20 @@ pub async fn serve_grpc<R, S>(
     .await;
 }
 
-/// Serves an HTTP service (front door, admin API).
-pub async fn serve_http<R, F, Fut>(rt: R, listener: R::Listener, what: &'static str, handler: F, stop: Stop)
-where
+/// Serves an HTTP service (front door, admin API). The body type is the handler's: the front
+/// door answers with whole bodies (no boxing on its hot path), the admin API may stream.
+pub async fn serve_http<R, F, Fut, B>(
+    rt: R,
+    listener: R::Listener,
+    what: &'static str,
+    handler: F,
+    stop: Stop,
+) where
     R: Runtime,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<http_body_util::Full<bytes::Bytes>>, Infallible>> + Send + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let rt2 = rt.clone();
     accept_loop(rt, listener, stop, what, move |io, peer| {

@@ -1,22 +1,26 @@
 //! Starting and stopping a whole runtime on any [`Runtime`]: listeners first (workers may only
 //! be started once their endpoint listens), then the driver, provisioners, apps and accept loops.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use switchboard_core::PoolKey;
 use switchboard_core::app::AppOptions;
+use switchboard_core::{PoolKey, WorkerId};
 use tokio::sync::{oneshot, watch};
 
-use crate::admin::AdminApi;
+use crate::admin::{AdminApi, AdminParts};
 use crate::appdir::{LoadError, load_app};
 use crate::config::{Config, ConfigError, ProvisionerKind};
 use crate::driver::{self, Driver, Handle};
 use crate::front_door::{FrontDoor, FrontDoorLimits};
 use crate::grpc::WorkerEndpoint;
-use crate::provision::{LocalPool, LocalProvisioner, Provisioners, python};
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
+use crate::provision::{LocalPool, LocalProvisioner, Provisioner, Provisioners, python};
 use crate::rt::Runtime;
 use crate::serve;
 use crate::telemetry::Telemetry;
@@ -59,6 +63,70 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// A provisioner from a [`ProvisionerFactory`] could not be built (its pod template is
+    /// invalid, its cluster credentials cannot be read, ...).
+    #[error("{kind:?} provisioner: {error}")]
+    Provisioner {
+        /// The pool kind.
+        kind: ProvisionerKind,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Builds the provisioner of the pools of one [`ProvisionerKind`] that this runtime-agnostic
+/// crate cannot serve itself, because it needs a particular async runtime or client library:
+/// `switchboard-tokio` registers one for `kubernetes`. See [`start_with`].
+pub trait ProvisionerFactory: Send {
+    /// The kind of pool it serves.
+    fn kind(&self) -> ProvisionerKind;
+
+    /// Builds the provisioner. Called once at start, when the listeners are bound and before
+    /// the core exists, so it may find workers an earlier incarnation of this runtime left
+    /// running and ask for them to be adopted ([`Built::adopt`]).
+    fn build(
+        self: Box<Self>,
+        ctx: FactoryContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Built, String>> + Send>>;
+}
+
+/// What a [`ProvisionerFactory`] is given.
+#[derive(Debug)]
+pub struct FactoryContext {
+    /// The whole configuration.
+    pub config: Config,
+    /// The pools of its kind.
+    pub pools: Vec<crate::config::Pool>,
+    /// Reports `ProvisionFailed` / `WorkerExited` to the driver.
+    pub handle: Handle,
+    /// The bound worker endpoint.
+    pub workers: SocketAddr,
+}
+
+/// What a [`ProvisionerFactory`] built.
+pub struct Built {
+    /// The provisioner for its pools.
+    pub provisioner: Box<dyn Provisioner>,
+    /// Workers already running that may connect with their old id (see
+    /// `switchboard_core::Runtime::expect_worker`); those the core does not take are released.
+    pub adopt: Vec<Adopt>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Built").field("adopt", &self.adopt).finish_non_exhaustive()
+    }
+}
+
+/// A running worker to adopt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopt {
+    /// Its pool.
+    pub pool: PoolKey,
+    /// The id it was started with.
+    pub worker: WorkerId,
+    /// How long it has to connect.
+    pub within: Duration,
 }
 
 /// A running runtime.
@@ -90,8 +158,31 @@ impl Started {
 }
 
 /// Starts a runtime with `config` on `rt`; `apps` are deployed in addition to the config's.
+/// Serves `local` and `external` pools; see [`start_with`] for other kinds.
 pub async fn start<R: Runtime>(rt: R, config: Config, apps: &[PathBuf]) -> Result<Started, StartError> {
+    start_with(rt, config, apps, Vec::new()).await
+}
+
+/// [`start`], with provisioners for pool kinds this crate does not serve itself (a shell
+/// passes one factory per kind it supports). A pool whose kind has no factory is a config
+/// error.
+pub async fn start_with<R: Runtime>(
+    rt: R,
+    config: Config,
+    apps: &[PathBuf],
+    factories: Vec<Box<dyn ProvisionerFactory>>,
+) -> Result<Started, StartError> {
     config.validate()?;
+    for pool in &config.pools {
+        let builtin = matches!(pool.provisioner, ProvisionerKind::Local | ProvisionerKind::External);
+        if !builtin && !factories.iter().any(|f| f.kind() == pool.provisioner) {
+            return Err(ConfigError::Invalid(format!(
+                "pool {}: this build has no {:?} provisioner (use switchboard-tokio)",
+                pool.language, pool.provisioner
+            ))
+            .into());
+        }
+    }
     // Workers may be started only once their endpoint listens: bind everything first.
     let (workers_std, workers) = bind("workers", config.listen.workers)?;
     let (front_std, front_door) = bind("front door", config.listen.front_door)?;
@@ -106,7 +197,6 @@ pub async fn start<R: Runtime>(rt: R, config: Config, apps: &[PathBuf]) -> Resul
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).expect("the OS provides randomness");
     let (handle, rx) = driver::channel();
-    let core = switchboard_core::Runtime::new(config.core(seed), Instant::now());
 
     let mut provisioners = Provisioners::default();
     if !local_pools.is_empty() {
@@ -123,9 +213,27 @@ pub async fn start<R: Runtime>(rt: R, config: Config, apps: &[PathBuf]) -> Resul
         );
         provisioners.add(keys, Box::new(local));
     }
+    let mut adopt = Vec::new();
+    for factory in factories {
+        let kind = factory.kind();
+        let pools: Vec<_> = config.pools.iter().filter(|p| p.provisioner == kind).cloned().collect();
+        if pools.is_empty() {
+            continue;
+        }
+        let keys: Vec<PoolKey> = pools.iter().map(|p| PoolKey::new(&p.language, &p.version)).collect();
+        let ctx = FactoryContext { config: config.clone(), pools, handle: handle.clone(), workers };
+        let built = factory.build(ctx).await.map_err(|error| StartError::Provisioner { kind, error })?;
+        provisioners.add(keys, built.provisioner);
+        adopt.extend(built.adopt);
+    }
+    let core = new_core(&config, seed, adopt, &mut provisioners);
 
     let (stopped_tx, stopped) = oneshot::channel();
-    let driver = Driver::new(rt.clone(), core, rx, provisioners, Telemetry::default());
+    let metrics = Metrics::new();
+    let metrics_registry = metrics.registry();
+    let logs = LogHub::default();
+    let telemetry = Telemetry::new(metrics, logs.clone());
+    let driver = Driver::new(rt.clone(), core, rx, provisioners, telemetry);
     rt.spawn(async move {
         driver.run().await;
         let _ = stopped_tx.send(());
@@ -161,7 +269,16 @@ pub async fn start<R: Runtime>(rt: R, config: Config, apps: &[PathBuf]) -> Resul
     let front = FrontDoor::new(handle.clone(), limits);
     let front_handler = move |req, _peer| Arc::clone(&front).serve(req);
     rt.spawn(serve::serve_http(rt.clone(), front_l, "front door", front_handler, stop_rx.clone()));
-    let api = AdminApi::new(handle.clone(), admin_token.clone());
+    let sleep_rt = rt.clone();
+    let parts = AdminParts {
+        token: admin_token.clone(),
+        public_metrics: config.admin.public_metrics,
+        metrics: metrics_registry,
+        logs,
+        stop: stop_rx.clone(),
+        sleep: Arc::new(move |at| sleep_rt.sleep_until(at)),
+    };
+    let api = AdminApi::new(handle.clone(), parts);
     let admin_handler = move |req, _peer| Arc::clone(&api).serve(req);
     rt.spawn(serve::serve_http(rt.clone(), admin_l, "admin", admin_handler, stop_rx));
 
@@ -176,6 +293,39 @@ pub async fn start<R: Runtime>(rt: R, config: Config, apps: &[PathBuf]) -> Resul
         stopped,
         shutdown_within: config.timeouts.shutdown,
     })
+}
+
+/// The core, with the workers to adopt expected before their pools provision replacements:
+/// such pools start with `min_idle` 0 and get their real bounds once the workers are expected.
+fn new_core(
+    config: &Config,
+    seed: [u8; 32],
+    adopt: Vec<Adopt>,
+    provisioners: &mut Provisioners,
+) -> switchboard_core::Runtime {
+    let now = Instant::now();
+    let mut cfg = config.core(seed);
+    let adopting: Vec<switchboard_core::PoolSpec> =
+        cfg.pools.iter().filter(|p| adopt.iter().any(|a| a.pool == p.key)).cloned().collect();
+    for spec in cfg.pools.iter_mut().filter(|p| adopting.iter().any(|a| a.key == p.key)) {
+        spec.min_idle = 0;
+    }
+    let mut core = switchboard_core::Runtime::new(cfg, now);
+    for Adopt { pool, worker, within } in adopt {
+        provisioners.claim(&pool, worker.clone());
+        match core.expect_worker(now, &pool, worker.clone(), within) {
+            Ok(()) => tracing::info!(%worker, %pool, ?within, "adopting a worker left by an earlier run"),
+            Err(error) => {
+                tracing::info!(%worker, %pool, %error, "not adopting a worker left by an earlier run");
+                provisioners.release(&worker, &format!("not adopted: {error}"));
+            }
+        }
+    }
+    for spec in adopting {
+        // The bounds were valid when the core was built with them.
+        let _ = core.upsert_pool(now, spec);
+    }
+    core
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), StartError> {

@@ -1,14 +1,28 @@
-//! Turns core events and worker logs into `tracing` events with structured fields.
+//! Where the core's events and worker logs go: `tracing` events with structured fields,
+//! Prometheus metrics ([`Metrics`]) and the live-log hub ([`LogHub`]).
 
-use switchboard_core::{Event, WorkerLog};
+use switchboard_core::{Event, OutcomeKind, WorkerLog};
 
-/// Where events and worker logs go.
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
+
+/// Where events and worker logs go. Owned by the driver; the admin API reads the same metrics
+/// registry and log hub.
 #[derive(Debug, Default)]
-pub struct Telemetry {}
+pub struct Telemetry {
+    metrics: Metrics,
+    logs: LogHub,
+}
 
 impl Telemetry {
+    /// Telemetry feeding these metrics and this log hub.
+    pub fn new(metrics: Metrics, logs: LogHub) -> Self {
+        Telemetry { metrics, logs }
+    }
+
     /// Records a core event.
     pub fn event(&mut self, event: &Event) {
+        self.metrics.event(event);
         match event {
             Event::WorkerAdmitted { worker, pool, peer, via } => {
                 tracing::info!(%worker, %pool, %peer, ?via, "worker admitted");
@@ -52,20 +66,26 @@ impl Telemetry {
             Event::AppFailing { app, error, failures } => {
                 tracing::error!(app, %error, failures, "app keeps failing to start; failing fast for a while");
             }
-            Event::AppRemoved { app } => tracing::info!(app, "app removed"),
+            Event::AppRemoved { app } => {
+                self.logs.forget_app(app);
+                tracing::info!(app, "app removed");
+            }
             Event::ResponseDropped { worker, invocation, why } => {
                 tracing::warn!(%worker, invocation, why = why.label(), "response dropped");
             }
             Event::MessageIgnored { worker, what } => tracing::debug!(%worker, what, "message ignored"),
             Event::Settled { app, function, outcome, took, attempts } => {
-                tracing::debug!(
-                    app,
-                    function,
-                    outcome = outcome.label(),
-                    took_ms = ms(*took),
-                    attempts,
-                    "settled"
-                );
+                let (kind, outcome, took_ms) = (*outcome, outcome.label(), ms(*took));
+                // Successes are the hot path (counted in /metrics); anything else is news.
+                match kind {
+                    OutcomeKind::Success => {
+                        tracing::debug!(app, function, outcome, took_ms, attempts, "settled")
+                    }
+                    OutcomeKind::Failure | OutcomeKind::Cancelled => {
+                        tracing::info!(app, function, outcome, took_ms, attempts, "settled")
+                    }
+                    _ => tracing::warn!(app, function, outcome, took_ms, attempts, "settled"),
+                }
             }
             Event::ProvisionRequested { worker, pool } => tracing::debug!(%worker, %pool, "provisioning"),
             Event::ProvisionFailed { worker, pool, reason, backoff } => {
@@ -78,6 +98,7 @@ impl Telemetry {
 
     /// Re-emits a worker's log line with its attribution.
     pub fn log(&mut self, log: &WorkerLog) {
+        self.logs.publish(log);
         let app = log.app.as_deref().unwrap_or("");
         let function = log.function.as_deref().unwrap_or("");
         let invocation = log.invocation.as_deref().unwrap_or("");

@@ -3,14 +3,16 @@
 //! for a slot it holds. Everything else is refused with a reason.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use switchboard_proto::Content;
 use switchboard_proto::rpc::{StartStream, StreamingMessage, WorkerInitRequest};
 
 use super::registry::cap;
 use super::{Runtime, Timer, WKey};
+use crate::error::ExpectError;
 use crate::event::{Admission, Event, EvictReason, WorkerState};
-use crate::ids::{ConnId, WorkerId};
+use crate::ids::{ConnId, PoolKey, WorkerId};
 use crate::io::{CloseReason, ConnMeta, Output, ProvisionRequest};
 
 /// A worker id the runtime issued and nobody has used yet.
@@ -18,6 +20,9 @@ use crate::io::{CloseReason, ConnMeta, Output, ProvisionRequest};
 pub(super) struct Ticket {
     pub(super) pool: usize,
     pub(super) seq: u64,
+    /// Registered by [`Runtime::expect_worker`] for a worker an earlier incarnation started:
+    /// if it never comes back, that says nothing about the pool's health (no backoff).
+    pub(super) adopted: bool,
 }
 
 /// Longest worker id accepted.
@@ -196,7 +201,7 @@ impl Runtime {
         let seq = self.key();
         let worker = WorkerId(self.rng.uuid());
         let request_id = self.rng.uuid();
-        self.tickets.insert(worker.0.clone(), Ticket { pool, seq });
+        self.tickets.insert(worker.0.clone(), Ticket { pool, seq, adopted: false });
         self.ticket_ids.insert(seq, worker.0.clone());
         let at = self.now + self.cfg.timeouts.provision_ticket;
         self.timers.set(Timer::Ticket(seq), at);
@@ -205,6 +210,49 @@ impl Runtime {
         let key = self.pools[pool].spec.key.clone();
         self.emit(Event::ProvisionRequested { worker: worker.clone(), pool: key.clone() });
         self.out.push_back(Output::Provision(ProvisionRequest { worker, request_id, pool: key }));
+    }
+
+    /// Expects a worker this run did not provision: one an earlier incarnation of this runtime
+    /// started (a pod that outlived a restart) and that may connect again with its old id.
+    ///
+    /// The id becomes a single-use ticket like a provisioned one, counted as provisioning for
+    /// the pool, but no [`Output::Provision`] goes out: the worker already exists. If it has not
+    /// connected `within`, the ticket expires like any other: [`Output::Release`] asks the
+    /// provisioner to stop it and the pool provisions a replacement, without backoff (an old
+    /// worker that does not come back says nothing about the pool's health).
+    ///
+    /// Register expected workers before the pool provisions their replacements (the shell
+    /// adds the pool with `min_idle` 0, expects, then sets the real bounds), or the pool may
+    /// briefly hold more workers than it needs; extras are released once they are idle.
+    pub fn expect_worker(
+        &mut self,
+        now: Instant,
+        pool: &PoolKey,
+        worker: WorkerId,
+        within: Duration,
+    ) -> Result<(), ExpectError> {
+        self.advance(now);
+        let id = worker.0;
+        if id.is_empty() || id.len() > MAX_WORKER_ID || id.chars().any(char::is_control) {
+            return Err(ExpectError::InvalidId(id));
+        }
+        if self.shutting_down {
+            return Err(ExpectError::ShuttingDown);
+        }
+        let Some(p) = self.pool_index(pool) else { return Err(ExpectError::NoPool(pool.to_string())) };
+        if self.tickets.contains_key(&id) || self.worker_ids.contains_key(&id) {
+            return Err(ExpectError::Known(id));
+        }
+        let pool = &mut self.pools[p];
+        if pool.members + pool.provisioning >= pool.spec.max {
+            return Err(ExpectError::PoolFull(pool.spec.key.to_string()));
+        }
+        pool.provisioning += 1;
+        let seq = self.key();
+        self.tickets.insert(id.clone(), Ticket { pool: p, seq, adopted: true });
+        self.ticket_ids.insert(seq, id);
+        self.timers.set(Timer::Ticket(seq), self.now + within);
+        Ok(())
     }
 
     pub(super) fn on_ticket_expired(&mut self, seq: u64) {
@@ -217,7 +265,7 @@ impl Runtime {
             worker: worker.clone(),
             reason: "did not connect before its worker id expired".into(),
         });
-        self.provision_failed(ticket.pool, worker, "did not connect before its worker id expired".into());
+        self.ticket_failed(ticket, worker, "did not connect before its worker id expired".into());
     }
 
     pub(super) fn on_provision_failed(&mut self, worker: WorkerId, error: String) {
@@ -225,7 +273,19 @@ impl Runtime {
         self.ticket_ids.remove(&ticket.seq);
         self.timers.cancel(Timer::Ticket(ticket.seq));
         self.pools[ticket.pool].provisioning -= 1;
-        self.provision_failed(ticket.pool, worker, error);
+        self.ticket_failed(ticket, worker, error);
+    }
+
+    /// A ticket ended without its worker: a failed provision, or an adopted worker that did not
+    /// come back (refilled at once, no backoff).
+    fn ticket_failed(&mut self, ticket: Ticket, worker: WorkerId, reason: String) {
+        if ticket.adopted {
+            let key = self.pools[ticket.pool].spec.key.clone();
+            self.emit(Event::ProvisionFailed { worker, pool: key, reason, backoff: Duration::ZERO });
+            self.reconcile_pool(ticket.pool);
+        } else {
+            self.provision_failed(ticket.pool, worker, reason);
+        }
     }
 
     fn provision_failed(&mut self, pool: usize, worker: WorkerId, reason: String) {

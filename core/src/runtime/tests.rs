@@ -653,3 +653,94 @@ fn same_inputs_same_outputs() {
     }
     assert_eq!(run(), run());
 }
+
+// expect_worker: workers an earlier incarnation of the runtime started (pods that outlived it).
+
+#[test]
+fn expected_worker_is_admitted_once_without_a_provision() {
+    let (mut h, _) = H::new(vec![pool(0, 4)]);
+    let old = WorkerId("old-pod-worker".into());
+    h.rt.expect_worker(h.now, &PoolKey::new("python", ""), old.clone(), Duration::from_secs(5)).unwrap();
+    h.rt.upsert_pool(h.now, pool(1, 4)).unwrap();
+    let outs = h.drain();
+    assert!(provisions(&outs).is_empty(), "the worker exists already: {outs:?}");
+    assert_eq!(h.rt.pools()[0].provisioning, 1, "counted as provisioning");
+    // Admitted with its old id (boot asserts the init handshake), a placeholder like any other.
+    let (_, outs) = h.boot(&old, python_capabilities());
+    assert!(provisions(&outs).is_empty(), "{outs:?}");
+    assert_eq!(h.rt.workers(h.now)[0].id, old.0);
+    let p = &h.rt.pools()[0];
+    assert_eq!((p.idle, p.members, p.provisioning), (1, 1, 0));
+    assert!(h.rt.workers(h.now)[0].provisioned, "released like a provisioned worker");
+    // Single use: the ticket is gone once used.
+    let outs = h.tick(Duration::from_secs(6));
+    assert!(!outs.iter().any(|o| matches!(o, Output::Release { .. })), "{outs:?}");
+}
+
+#[test]
+fn expected_worker_that_does_not_come_back_is_released_and_replaced_without_backoff() {
+    // The shell's order: the pool starts with min_idle 0, expects, then gets its real bounds.
+    let (mut h, _) = H::new(vec![pool(0, 4)]);
+    let key = PoolKey::new("python", "");
+    let old = WorkerId("gone-for-good".into());
+    h.rt.expect_worker(h.now, &key, old.clone(), Duration::from_secs(5)).unwrap();
+    h.rt.upsert_pool(h.now, pool(1, 4)).unwrap();
+    let outs = h.drain();
+    assert!(provisions(&outs).is_empty(), "the expected worker counts toward min_idle: {outs:?}");
+
+    let outs = h.tick(Duration::from_millis(4_900));
+    assert!(outs.is_empty(), "{outs:?}");
+    let outs = h.tick(Duration::from_millis(100));
+    assert!(outs.iter().any(|o| matches!(o, Output::Release { worker, .. } if *worker == old)), "{outs:?}");
+    assert_eq!(provisions(&outs).len(), 1, "replaced at once, no backoff: {outs:?}");
+    assert!(events(&outs).iter().any(
+        |e| matches!(e, Event::ProvisionFailed { worker, backoff, .. } if *worker == old && backoff.is_zero())
+    ));
+    assert_eq!(h.rt.pools()[0].failures, 0);
+    // The expired id admits nobody.
+    let conn = h.connect(ConnMeta::default());
+    let outs = h.send(conn, start_stream(&old.0));
+    assert!(matches!(closes(&outs)[..], [(_, CloseReason::Unauthenticated(_))]), "{outs:?}");
+}
+
+#[test]
+fn expected_worker_whose_process_exits_is_replaced_without_backoff() {
+    let (mut h, _) = H::new(vec![pool(0, 4)]);
+    let old = WorkerId("exits".into());
+    h.rt.expect_worker(h.now, &PoolKey::new("python", ""), old.clone(), Duration::from_secs(30)).unwrap();
+    h.rt.upsert_pool(h.now, pool(1, 4)).unwrap();
+    assert!(provisions(&h.drain()).is_empty());
+    let outs = h.input(Input::WorkerExited { worker: old, status: "pod failed".into() });
+    assert_eq!(provisions(&outs).len(), 1, "{outs:?}");
+    assert_eq!(h.rt.pools()[0].provisioning, 1);
+}
+
+#[test]
+fn expect_worker_refuses_unknown_pools_full_pools_known_and_bad_ids() {
+    let (mut h, _) = H::new(vec![pool(0, 1)]);
+    let key = PoolKey::new("python", "");
+    let within = Duration::from_secs(5);
+    let r = h.rt.expect_worker(h.now, &PoolKey::new("node", ""), WorkerId("a".into()), within);
+    assert_eq!(r, Err(ExpectError::NoPool("node".into())));
+    assert_eq!(
+        h.rt.expect_worker(h.now, &key, WorkerId(String::new()), within),
+        Err(ExpectError::InvalidId(String::new()))
+    );
+    h.rt.expect_worker(h.now, &key, WorkerId("a".into()), within).unwrap();
+    assert_eq!(
+        h.rt.expect_worker(h.now, &key, WorkerId("a".into()), within),
+        Err(ExpectError::Known("a".into()))
+    );
+    assert_eq!(
+        h.rt.expect_worker(h.now, &key, WorkerId("b".into()), within),
+        Err(ExpectError::PoolFull("python".into())),
+        "max counts expected workers"
+    );
+    h.rt.begin_shutdown(h.now);
+    let outs = h.drain();
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::Release { worker, .. } if worker.0 == "a")),
+        "shutdown releases expected workers like provisioned ones: {outs:?}"
+    );
+    assert_eq!(h.rt.expect_worker(h.now, &key, WorkerId("c".into()), within), Err(ExpectError::ShuttingDown));
+}

@@ -165,10 +165,14 @@ impl<R: Runtime> Provisioner for LocalProvisioner<R> {
         self.children.remove(worker);
     }
 
+    fn pid(&self, worker: &WorkerId) -> Option<u32> {
+        self.children.get(worker).map(|c| c.pid)
+    }
+
     fn shutdown(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let mut children: Vec<Running> = self.children.drain().map(|(_, c)| c).collect();
         for child in &children {
-            signal(child.pid, libc::SIGTERM);
+            signal_group(child.pid, libc::SIGTERM);
         }
         children.append(&mut self.stopping);
         let rt = self.rt.clone();
@@ -177,7 +181,7 @@ impl<R: Runtime> Provisioner for LocalProvisioner<R> {
             let deadline = Instant::now() + grace;
             for mut child in children {
                 if !wait_exit(&rt, &mut child.exited, deadline).await {
-                    signal(child.pid, libc::SIGKILL);
+                    signal_group(child.pid, libc::SIGKILL);
                     let _ = wait_exit(&rt, &mut child.exited, Instant::now() + grace).await;
                 }
             }
@@ -187,11 +191,11 @@ impl<R: Runtime> Provisioner for LocalProvisioner<R> {
 
 /// SIGTERM now, SIGKILL after the grace if it is still there.
 fn stop<R: Runtime>(rt: &R, child: &Running, grace: Duration) {
-    signal(child.pid, libc::SIGTERM);
+    signal_group(child.pid, libc::SIGTERM);
     let (rt2, pid, mut exited) = (rt.clone(), child.pid, child.exited.clone());
     rt.spawn(async move {
         if !wait_exit(&rt2, &mut exited, Instant::now() + grace).await {
-            signal(pid, libc::SIGKILL);
+            signal_group(pid, libc::SIGKILL);
         }
     });
 }
@@ -211,8 +215,9 @@ async fn wait_exit<R: Runtime>(rt: &R, exited: &mut watch::Receiver<bool>, deadl
     done || *exited.borrow()
 }
 
-/// Signals a child's whole process group (its own subprocesses too).
-fn signal(pid: u32, sig: libc::c_int) {
+/// Signals a child's whole process group (its own subprocesses too). The child must have been
+/// started with `process_group(0)`.
+pub fn signal_group(pid: u32, sig: libc::c_int) {
     let Ok(pgid) = i32::try_from(pid) else { return };
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the process
     // group the child leads (it was started with process_group(0)).
@@ -224,7 +229,10 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 /// Makes the child receive SIGKILL when the runtime dies, so a crashed runtime leaves no
 /// workers behind (the Python worker never exits on its own once its stream is gone).
-fn die_with_parent(cmd: &mut std::process::Command) {
+///
+/// The signal follows the *thread* that spawned the child: spawn from a thread that lives as
+/// long as the process (an async task on a runtime worker, not a blocking-pool thread).
+pub fn die_with_parent(cmd: &mut std::process::Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
     // functions (prctl, getppid), allocating nothing.

@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use switchboard_core::{PoolKey, ProvisionRequest, WorkerId};
 
-pub use local::{LocalPool, LocalProvisioner};
+pub use local::{LocalPool, LocalProvisioner, die_with_parent, signal_group};
 
 /// Starts and stops workers for one or more pools.
 pub trait Provisioner: Send {
@@ -23,6 +23,10 @@ pub trait Provisioner: Send {
     fn forget(&mut self, worker: &WorkerId);
     /// Stop everything this provisioner started; resolves when it is gone.
     fn shutdown(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// The process id of a worker this provisioner started on this machine, for operators.
+    fn pid(&self, _worker: &WorkerId) -> Option<u32> {
+        None
+    }
 }
 
 /// Routes provision and release requests to each pool's provisioner.
@@ -59,6 +63,15 @@ impl Provisioners {
         }
     }
 
+    /// Routes a worker this run did not provision (one an earlier incarnation of the runtime
+    /// started, being adopted) to its pool's provisioner, so that releasing it reaches that
+    /// provisioner.
+    pub fn claim(&mut self, pool: &PoolKey, worker: WorkerId) {
+        if let Some(&i) = self.by_pool.get(pool) {
+            self.owner.insert(worker, i);
+        }
+    }
+
     pub(crate) fn release(&mut self, worker: &WorkerId, reason: &str) {
         if let Some(i) = self.owner.remove(worker) {
             self.all[i].release(worker, reason);
@@ -69,6 +82,10 @@ impl Provisioners {
         if let Some(i) = self.owner.remove(worker) {
             self.all[i].forget(worker);
         }
+    }
+
+    pub(crate) fn pid(&self, worker: &WorkerId) -> Option<u32> {
+        self.owner.get(worker).and_then(|&i| self.all[i].pid(worker))
     }
 
     pub(crate) fn shutdown(&mut self) -> impl Future<Output = ()> + Send + use<> {
