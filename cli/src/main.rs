@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard_shell::Config;
+use switchboard_shell::config::ShellKind;
 
 /// What the process exit code means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,9 @@ enum Command {
         /// App folders to deploy at start (in addition to the config's).
         #[arg(long = "app")]
         apps: Vec<PathBuf>,
+        /// The async runtime under the shell (overrides the config's `shell`).
+        #[arg(long, value_enum)]
+        shell: Option<ShellArg>,
     },
     /// Deploy, update, list, show, scale, drain and remove apps.
     #[command(subcommand)]
@@ -206,9 +210,9 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config, apps } => {
+        Command::Serve { config, apps, shell } => {
             init_tracing(cli.log_format);
-            serve(config, apps)
+            serve(config, apps, shell)
         }
         command => commands::run(cli.remote, command).into(),
     }
@@ -224,8 +228,15 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn serve(config: Option<PathBuf>, apps: Vec<PathBuf>) -> ExitCode {
-    let config = match config {
+/// `--shell`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ShellArg {
+    Tokio,
+    Smol,
+}
+
+fn serve(config: Option<PathBuf>, apps: Vec<PathBuf>, shell: Option<ShellArg>) -> ExitCode {
+    let mut config = match config {
         Some(path) => match Config::load(&path) {
             Ok(c) => c,
             Err(e) => {
@@ -235,13 +246,25 @@ fn serve(config: Option<PathBuf>, apps: Vec<PathBuf>) -> ExitCode {
         },
         None => Config::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let result = runtime.block_on(switchboard_tokio::serve(config, &apps, |started| {
+    match shell {
+        Some(ShellArg::Tokio) => config.shell = ShellKind::Tokio,
+        Some(ShellArg::Smol) => config.shell = ShellKind::Smol,
+        None => {}
+    }
+    let announce = |started: &switchboard_shell::Started| {
         println!(
             "switchboard: front door http://{} admin http://{} workers {}",
             started.front_door, started.admin, started.workers
         );
-    }));
+    };
+    let result = match config.shell {
+        ShellKind::Tokio => {
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            runtime.block_on(switchboard_tokio::serve(config, &apps, announce))
+        }
+        ShellKind::Smol => switchboard_smol::serve(config, &apps, announce),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,7 +24,7 @@ impl Drop for TempDir {
 }
 
 /// Starts `switchboard serve` with free ports and the hello example; waits for its address line.
-async fn serve(name: &str) -> Serving {
+async fn serve(name: &str, shell: &str) -> Serving {
     let dir = std::env::temp_dir().join(format!("switchboard-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -48,7 +48,7 @@ path = "{app}"
     let config_path = dir.join("switchboard.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--config"])
+        .args(["serve", "--shell", shell, "--config"])
         .arg(&config_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -82,7 +82,7 @@ async fn worker_pids(s: &Serving, n: usize) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_stops_every_worker() {
-    let mut s = serve("term").await;
+    let mut s = serve("term", "tokio").await;
     let resp = http_get(&format!("{}/hello/api/hello?name=cli", s.front_door), None).await;
     assert_eq!(resp.text(), "Hello, cli!");
     let pids = worker_pids(&s, 2).await;
@@ -95,7 +95,7 @@ async fn sigterm_drains_and_stops_every_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_runtime_leaves_no_orphans() {
-    let mut s = serve("kill").await;
+    let mut s = serve("kill", "tokio").await;
     let pids = worker_pids(&s, 2).await;
     kill(s.child.id().unwrap(), libc::SIGKILL);
     let _ = s.child.wait().await;
@@ -103,4 +103,16 @@ async fn a_killed_runtime_leaves_no_orphans() {
         pids.iter().all(|p| !alive(*p)).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smol_shell_serves_and_stops_cleanly_too() {
+    let mut s = serve("smol", "smol").await;
+    let resp = http_get(&format!("{}/hello/api/hello?name=smol", s.front_door), None).await;
+    assert_eq!(resp.text(), "Hello, smol!");
+    let pids = worker_pids(&s, 2).await;
+    kill(s.child.id().unwrap(), libc::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(20), s.child.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "{status}");
+    assert!(pids.into_iter().all(|p| !alive(p)), "workers left after SIGTERM");
 }
