@@ -2,6 +2,7 @@
 //! ports, talk HTTP to its front door and admin API, find worker processes, wait for
 //! conditions with a bound (never a blind sleep).
 
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -244,6 +245,8 @@ pub struct ServeProcess {
     pub front_door: String,
     /// `http://admin`.
     pub admin: String,
+    /// `http://workers` (the gRPC worker endpoint).
+    pub workers: String,
     /// The admin token.
     pub token: String,
 }
@@ -282,6 +285,7 @@ impl ServeProcess {
             child,
             front_door: words[3].to_owned(),
             admin: words[5].to_owned(),
+            workers: format!("http://{}", words[7]),
             token: token.to_owned(),
         }
     }

@@ -47,6 +47,12 @@ pub(super) fn app_json(app: &AppInfo) -> Value {
         "failures": app.failures,
         "last_error": app.last_error,
         "failing": app.failing,
+        "last_specialization": app.last_specialization.map(|t| json!({
+            "env_reload_ms": t.env_reload.as_secs_f64() * 1000.0,
+            "metadata_ms": t.metadata.as_secs_f64() * 1000.0,
+            "load_ms": t.load.as_secs_f64() * 1000.0,
+            "total_ms": t.total.as_secs_f64() * 1000.0,
+        })),
     })
 }
 
