@@ -1,5 +1,6 @@
 //! Switchboard on tokio: [`Tokio`] implements the shell's [`Runtime`] trait; [`serve`] runs a
-//! configured runtime until SIGINT or SIGTERM, then shuts it down gracefully.
+//! configured runtime until SIGINT or SIGTERM, then shuts it down gracefully; [`kubernetes`]
+//! provisions workers as pods (kube-rs needs tokio, so it lives here).
 
 use std::future::Future;
 use std::io;
@@ -13,6 +14,8 @@ use switchboard_shell::rt::{Child, OutputLine, Runtime};
 use switchboard_shell::{Config, StartError, Started};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
+
+pub mod kubernetes;
 
 /// The tokio runtime, for the shell.
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,9 +86,10 @@ where
     });
 }
 
-/// Starts a runtime on the current tokio runtime.
+/// Starts a runtime on the current tokio runtime, with every provisioner: `local`,
+/// `external` and `kubernetes`.
 pub async fn start(config: Config, apps: &[PathBuf]) -> Result<Started, StartError> {
-    switchboard_shell::start(Tokio, config, apps).await
+    switchboard_shell::start_with(Tokio, config, apps, vec![Box::new(kubernetes::Factory)]).await
 }
 
 /// Runs a runtime until SIGINT or SIGTERM, then shuts it down gracefully. `on_start` sees the
