@@ -12,8 +12,7 @@ const INSTALL_SCRIPT: &str = include_str!("../../../scripts/install-python-worke
 /// 50–300 ms to import, and the worker otherwise imports it during the env reload, that is
 /// during specialization), then run the unmodified worker's own `__main__` with the host-style
 /// arguments. Placeholders are warm in every sense: the cost is paid while they wait.
-pub const PRELOAD_AND_RUN: &str =
-    "import azure.functions, runpy; runpy.run_module('azure_functions_worker', run_name='__main__', alter_sys=True)";
+pub const PRELOAD_AND_RUN: &str = "import azure.functions, runpy; runpy.run_module('azure_functions_worker', run_name='__main__', alter_sys=True)";
 
 /// Version installed; part of the cache folder's name.
 pub const WORKER_VERSION: &str = "1.1.9";
