@@ -2,7 +2,6 @@
 //! ports, talk HTTP to its front door and admin API, find worker processes, wait for
 //! conditions with a bound (never a blind sleep).
 
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
