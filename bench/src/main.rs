@@ -7,6 +7,7 @@ mod coldstart;
 mod core_bench;
 mod echo;
 mod memory;
+mod reconnect;
 mod report;
 mod routing;
 mod scaleout;
@@ -42,6 +43,8 @@ enum Which {
     Memory,
     /// Scale-out from 1 to 10 ready real Python workers.
     Scaleout,
+    /// Connection-mode worker: reconnect → serving again, silent-worker detection.
+    Reconnect,
     /// (internal) The raw relay baseline process.
     Relay,
     /// (internal) The plain hyper baseline process.
@@ -74,5 +77,8 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Memory) {
         rt.block_on(memory::bench(binary.as_deref().expect("built"), args.quick));
+    }
+    if matches!(args.which, Which::All | Which::Reconnect) {
+        rt.block_on(reconnect::bench(&reconnect::binary(), args.quick));
     }
 }

@@ -50,7 +50,9 @@ pub fn run(remote: Remote, command: Command) -> Exit {
             Command::Logs { app, follow, tail, system } => {
                 logs(&client, &out, &app, follow, tail, system).await
             }
-            Command::Serve { .. } => unreachable!("serve is handled by main"),
+            Command::Serve { .. } | Command::Worker(_) => {
+                unreachable!("serve and worker are handled by main")
+            }
         }
     });
     match result {

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard_shell::Config;
 use switchboard_shell::config::ShellKind;
+use switchboard_tokio::worker::WorkerArgs;
 
 /// What the process exit code means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,9 @@ enum Command {
         #[arg(long, value_enum)]
         shell: Option<ShellArg>,
     },
+    /// Run a connection-mode worker: join a runtime's `custom` pool with its token and run
+    /// Azure Functions custom-handler apps; reconnects and resumes, SIGTERM drains.
+    Worker(WorkerArgs),
     /// Deploy, update, list, show, scale, drain and remove apps.
     #[command(subcommand)]
     App(AppCommand),
@@ -214,6 +218,10 @@ fn main() -> ExitCode {
             init_tracing(cli.log_format);
             serve(config, apps, shell)
         }
+        Command::Worker(args) => {
+            init_tracing(cli.log_format);
+            ExitCode::from(args.run())
+        }
         command => commands::run(cli.remote, command).into(),
     }
 }
@@ -252,8 +260,9 @@ fn serve(config: Option<PathBuf>, apps: Vec<PathBuf>, shell: Option<ShellArg>) -
         None => {}
     }
     let announce = |started: &switchboard_shell::Started| {
+        let scheme = if started.front_door_tls { "https" } else { "http" };
         println!(
-            "switchboard: front door http://{} admin http://{} workers {}",
+            "switchboard: front door {scheme}://{} admin http://{} workers {}",
             started.front_door, started.admin, started.workers
         );
     };

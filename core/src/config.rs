@@ -89,8 +89,8 @@ impl Default for Timeouts {
             provision_ticket: Duration::from_secs(60),
             queue: Duration::from_secs(30),
             heartbeat: Duration::from_secs(2),
-            status_probe_after: Duration::from_secs(1),
-            status_probe_timeout: Duration::from_secs(2),
+            status_probe_after: Duration::from_secs(2),
+            status_probe_timeout: Duration::from_secs(5),
             resume_grace: Duration::from_secs(15),
             drain: Duration::from_secs(30),
             terminate_grace: Duration::from_secs(5),
@@ -102,7 +102,7 @@ impl Default for Timeouts {
     }
 }
 
-/// Limits on what a worker may send.
+/// Limits on what a worker, or an address that streams come from, may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Entries allowed in any map a worker sends (capabilities, metadata); more is a protocol
@@ -112,11 +112,36 @@ pub struct Limits {
     pub remembered_abandoned: usize,
     /// Functions a worker may report through indexing.
     pub max_indexed_functions: usize,
+    /// Failed admissions (unknown id, wrong token, garbage or silence before `StartStream`) from
+    /// one address within [`Limits::admission_window`] before that address is limited for
+    /// [`Limits::admission_cooldown`]: its streams are then refused at once unless they present
+    /// a credential the runtime issued (a provisioned worker id, a resume token). An address is
+    /// an IPv4 address or an IPv6 /64. 0 turns the limit off.
+    pub max_admission_failures: u32,
+    /// The window failed admissions are counted in.
+    pub admission_window: Duration,
+    /// How long a limited address stays limited.
+    pub admission_cooldown: Duration,
+    /// Addresses whose failures are remembered at once; beyond, the record that would expire
+    /// first is dropped (bounded memory whatever the number of attacking addresses).
+    pub max_tracked_addresses: usize,
+    /// Streams from one address that may wait for their `StartStream` at once; one more closes
+    /// the oldest waiting one (a failed admission). 0 means no limit.
+    pub max_unadmitted_per_address: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_map_entries: 1024, remembered_abandoned: 1024, max_indexed_functions: 1000 }
+        Limits {
+            max_map_entries: 1024,
+            remembered_abandoned: 1024,
+            max_indexed_functions: 1000,
+            max_admission_failures: 20,
+            admission_window: Duration::from_secs(60),
+            admission_cooldown: Duration::from_secs(60),
+            max_tracked_addresses: 4096,
+            max_unadmitted_per_address: 64,
+        }
     }
 }
 
@@ -146,8 +171,8 @@ impl Backoff {
     }
 }
 
-/// A placeholder pool.
-#[derive(Debug, Clone)]
+/// A placeholder pool. `Debug` hides the join token and the environment's values.
+#[derive(Clone)]
 pub struct PoolSpec {
     /// Language and version.
     pub key: PoolKey,
@@ -163,6 +188,19 @@ pub struct PoolSpec {
     /// Base environment sent at specialization, before the app's settings. The real Python
     /// worker replaces its whole environment with this map, so it must hold PATH and friends.
     pub environment: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for PoolSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolSpec")
+            .field("key", &self.key)
+            .field("min_idle", &self.min_idle)
+            .field("max", &self.max)
+            .field("provisioned", &self.provisioned)
+            .field("join_token", &crate::redact::Secret(&self.join_token))
+            .field("environment", &crate::redact::Keys(&self.environment))
+            .finish()
+    }
 }
 
 impl PoolSpec {

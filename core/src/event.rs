@@ -31,6 +31,19 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// An address failed admission too often: until the cooldown ends, its streams are refused
+    /// at once (`CloseReason::RateLimited`) unless they present a credential the runtime
+    /// issued, and its further failures are counted but not reported one by one.
+    AdmissionLimited {
+        /// The address: an IPv4 address, or an IPv6 /64.
+        address: String,
+        /// Failed admissions counted.
+        failures: u32,
+        /// The window they were counted in.
+        within: Duration,
+        /// How long the address is limited.
+        cooldown: Duration,
+    },
     /// A worker moved from one state to another.
     WorkerState {
         /// The worker.

@@ -8,6 +8,7 @@ use switchboard_proto::rpc::{
 
 use crate::event::Event;
 use crate::ids::{CallId, ConnId, PoolKey, WorkerId};
+use crate::redact::{self, Secret};
 
 /// Something that happened outside the core.
 #[derive(Debug)]
@@ -67,12 +68,22 @@ pub enum Input {
 }
 
 /// Extensions a connection-mode worker sends as gRPC request metadata. Real workers send none.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Debug` shows whether a token is there, never the token.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConnMeta {
     /// `x-switchboard-join-token`: admits a worker into the pool that owns the token.
     pub join_token: Option<String>,
     /// `x-switchboard-resume-token`: reclaims a disconnected worker's slot.
     pub resume_token: Option<String>,
+}
+
+impl std::fmt::Debug for ConnMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnMeta")
+            .field("join_token", &Secret(&self.join_token))
+            .field("resume_token", &Secret(&self.resume_token))
+            .finish()
+    }
 }
 
 impl ConnMeta {
@@ -122,8 +133,8 @@ pub enum Payload {
     Data(TypedData),
 }
 
-/// Something for the shell to do.
-#[derive(Debug)]
+/// Something for the shell to do. `Debug` hides the environment (the app's settings) of a
+/// `FunctionEnvironmentReloadRequest` being sent.
 #[non_exhaustive]
 pub enum Output {
     /// Write this message on the stream.
@@ -162,6 +173,28 @@ pub enum Output {
     Log(WorkerLog),
 }
 
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Send { conn, msg } => {
+                f.debug_struct("Send").field("conn", conn).field("msg", &redact::Message(msg)).finish()
+            }
+            Output::Close { conn, reason } => {
+                f.debug_struct("Close").field("conn", conn).field("reason", reason).finish()
+            }
+            Output::Reply { call, outcome } => {
+                f.debug_struct("Reply").field("call", call).field("outcome", outcome).finish()
+            }
+            Output::Provision(request) => f.debug_tuple("Provision").field(request).finish(),
+            Output::Release { worker, reason } => {
+                f.debug_struct("Release").field("worker", worker).field("reason", reason).finish()
+            }
+            Output::Event(event) => f.debug_tuple("Event").field(event).finish(),
+            Output::Log(log) => f.debug_tuple("Log").field(log).finish(),
+        }
+    }
+}
+
 /// A request to the provisioner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionRequest {
@@ -186,6 +219,9 @@ pub enum CloseReason {
     Timeout(String),
     /// The runtime no longer wants this worker (gRPC `OK`): released, drained, shut down.
     Released(String),
+    /// The stream's address failed admission too often and is refused for a while (gRPC
+    /// `RESOURCE_EXHAUSTED`); the message says when to retry.
+    RateLimited(String),
 }
 
 impl CloseReason {
@@ -196,7 +232,8 @@ impl CloseReason {
             | CloseReason::PermissionDenied(m)
             | CloseReason::ProtocolViolation(m)
             | CloseReason::Timeout(m)
-            | CloseReason::Released(m) => m,
+            | CloseReason::Released(m)
+            | CloseReason::RateLimited(m) => m,
         }
     }
 }

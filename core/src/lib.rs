@@ -20,6 +20,7 @@ mod error;
 mod event;
 mod ids;
 mod io;
+mod redact;
 mod rng;
 mod runtime;
 mod timer;

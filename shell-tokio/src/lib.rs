@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod kubernetes;
+pub mod worker;
 
 /// The tokio runtime, for the shell.
 #[derive(Debug, Clone, Copy, Default)]

@@ -38,6 +38,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Settings shared by the `kubernetes` pools.
     pub kubernetes: Kubernetes,
+    /// TLS for the front door and the worker endpoint (off unless configured).
+    pub tls: Tls,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             state_dir: PathBuf::from(".switchboard"),
             cache_dir: None,
             kubernetes: Kubernetes::default(),
+            tls: Tls::default(),
         }
     }
 }
@@ -80,6 +83,11 @@ pub struct Listen {
     pub workers: SocketAddr,
     /// Host name workers are told to dial (`--host`). Default: the worker listener's IP.
     pub advertise_host: Option<String>,
+    /// With `[tls.workers]`, a second, plaintext worker listener for the workers of `local`
+    /// pools (the real Python worker cannot speak TLS). It must be a loopback address, and it
+    /// admits only workers the runtime started (join and resume tokens are refused there).
+    /// Default `127.0.0.1:0` (any free port); unused without `[tls.workers]` or local pools.
+    pub local_workers: Option<SocketAddr>,
 }
 
 impl Default for Listen {
@@ -89,6 +97,7 @@ impl Default for Listen {
             admin: SocketAddr::from(([127, 0, 0, 1], 7072)),
             workers: SocketAddr::from(([127, 0, 0, 1], 7073)),
             advertise_host: None,
+            local_workers: None,
         }
     }
 }
@@ -119,16 +128,39 @@ pub struct Limits {
     pub max_headers: usize,
     /// Messages queued to one worker before it is presumed stuck and dropped. Default 4096.
     pub worker_outbound_queue: usize,
+    /// Open connections from one address (an IPv4 address or an IPv6 /64) on each listener;
+    /// more are closed as soon as they are accepted. 0: no limit. Default 256.
+    pub max_connections_per_address: usize,
+    /// Failed worker admissions (unknown id, wrong token, garbage or silence before
+    /// `StartStream`) from one address within `admission_window` before the address is
+    /// refused for `admission_cooldown` (gRPC `RESOURCE_EXHAUSTED`; ids the runtime issued
+    /// still admit). 0: no limit. Default 20.
+    pub max_admission_failures: u32,
+    /// Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub admission_window: Duration,
+    /// Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub admission_cooldown: Duration,
+    /// Worker streams from one address that may wait for their `StartStream` at once; one
+    /// more closes the oldest. 0: no limit. Default 64.
+    pub max_unadmitted_streams_per_address: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let core = switchboard_core::Limits::default();
         Limits {
             max_message_bytes: 16 << 20,
             max_body_bytes: 10 << 20,
             max_header_bytes: 64 << 10,
             max_headers: 100,
             worker_outbound_queue: 4096,
+            max_connections_per_address: 256,
+            max_admission_failures: core.max_admission_failures,
+            admission_window: core.admission_window,
+            admission_cooldown: core.admission_cooldown,
+            max_unadmitted_streams_per_address: core.max_unadmitted_per_address,
         }
     }
 }
@@ -155,6 +187,15 @@ pub struct Timeouts {
     /// Silence after which a heartbeat-advertising worker is evicted. Default 2 s.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// Silence after which a worker that advertised `WorkerStatus` (the Python worker) is
+    /// sent a `WorkerStatusRequest`. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub status_probe_after: Duration,
+    /// How long a probed worker has to answer before it is evicted. Generous by default: a
+    /// Python worker on a loaded machine answers late, and a dead one is found sooner by its
+    /// closed stream or its exited process. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub status_probe_timeout: Duration,
     /// Resume grace for connection-mode workers. Default 15 s.
     #[serde(with = "humantime_serde")]
     pub resume_grace: Duration,
@@ -177,6 +218,13 @@ pub struct Timeouts {
     /// Grace between SIGTERM and SIGKILL for released worker processes. Default 2 s.
     #[serde(with = "humantime_serde")]
     pub kill_grace: Duration,
+    /// From accepting a connection to its first request (TLS handshake included); a
+    /// connection that is not that far by then is closed. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub handshake: Duration,
+    /// From a worker stream's start to its `StartStream`. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub start_stream: Duration,
 }
 
 impl Default for Timeouts {
@@ -189,6 +237,8 @@ impl Default for Timeouts {
             function_load: core.function_load,
             provision: core.provision_ticket,
             heartbeat: core.heartbeat,
+            status_probe_after: core.status_probe_after,
+            status_probe_timeout: core.status_probe_timeout,
             resume_grace: core.resume_grace,
             drain: core.drain,
             idle_release: core.idle_release,
@@ -196,6 +246,8 @@ impl Default for Timeouts {
             keepalive_timeout: Duration::from_secs(2),
             shutdown: Duration::from_secs(30),
             kill_grace: Duration::from_secs(2),
+            handshake: Duration::from_secs(10),
+            start_stream: core.start_stream,
         }
     }
 }
@@ -320,6 +372,32 @@ impl Default for Kubernetes {
     }
 }
 
+/// TLS (rustls) per listener (`[tls.front_door]`, `[tls.workers]`). The admin API has none:
+/// it listens on loopback; put a TLS proxy in front of it to reach it from elsewhere.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// HTTPS on the front door (HTTP/1.1 and HTTP/2 by ALPN).
+    pub front_door: Option<TlsListener>,
+    /// TLS on the worker endpoint (HTTP/2 by ALPN); with `client_ca`, workers must present a
+    /// client certificate signed by it (mTLS). Workers of `local` pools then use the plaintext
+    /// loopback listener `listen.local_workers`.
+    pub workers: Option<TlsListener>,
+}
+
+/// One listener's certificate, key and (optionally) the CA its clients' certificates must chain
+/// to. Relative paths are relative to the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListener {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificate(s): clients must present a certificate signed by one (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
 /// The pods of a `kubernetes` pool (`[pool.kubernetes]`): a template, inline or in a file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -427,6 +505,15 @@ impl Config {
                 *file = base.join(&*file);
             }
         }
+        for tls in [&mut config.tls.front_door, &mut config.tls.workers].into_iter().flatten() {
+            for file in
+                [Some(&mut tls.cert), Some(&mut tls.key), tls.client_ca.as_mut()].into_iter().flatten()
+            {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -480,6 +567,22 @@ impl Config {
         if self.limits.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid("limits.max_message_bytes must be at least 1024".into()));
         }
+        match (self.listen.local_workers, &self.tls.workers) {
+            (Some(addr), Some(_)) if !addr.ip().is_loopback() => {
+                return Err(ConfigError::Invalid(format!(
+                    "listen.local_workers {addr}: must be a loopback address (it is plaintext, for the \
+                     workers of local pools only)"
+                )));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "listen.local_workers is only used with [tls.workers] (without TLS, local workers dial \
+                     listen.workers)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -493,14 +596,26 @@ impl Config {
             function_load: t.function_load,
             provision_ticket: t.provision,
             heartbeat: t.heartbeat,
+            status_probe_after: t.status_probe_after,
+            status_probe_timeout: t.status_probe_timeout,
             resume_grace: t.resume_grace,
             drain: t.drain,
             idle_release: t.idle_release,
+            start_stream: t.start_stream,
             ..switchboard_core::Timeouts::default()
+        };
+        let l = &self.limits;
+        let limits = switchboard_core::Limits {
+            max_admission_failures: l.max_admission_failures,
+            admission_window: l.admission_window,
+            admission_cooldown: l.admission_cooldown,
+            max_unadmitted_per_address: l.max_unadmitted_streams_per_address,
+            ..switchboard_core::Limits::default()
         };
         switchboard_core::Config {
             seed,
             timeouts,
+            limits,
             pools: self.pools.iter().map(Pool::core).collect(),
             ..switchboard_core::Config::default()
         }
@@ -597,6 +712,47 @@ mod tests {
         let c = Config::parse("[[pool]]\nlanguage = \"node\"").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("needs a command"), "{e}");
+    }
+
+    #[test]
+    fn tls_and_admission_limits() {
+        let c = Config::parse(
+            r#"
+            [listen]
+            workers = "0.0.0.0:7073"
+            local_workers = "127.0.0.1:7074"
+            [limits]
+            max_admission_failures = 5
+            admission_window = "10s"
+            admission_cooldown = "2m"
+            max_unadmitted_streams_per_address = 8
+            [timeouts]
+            start_stream = "3s"
+            [tls.front_door]
+            cert = "front.pem"
+            key = "front.key"
+            [tls.workers]
+            cert = "workers.pem"
+            key = "workers.key"
+            client_ca = "ca.pem"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.tls.workers.as_ref().unwrap().client_ca.as_deref(), Some(Path::new("ca.pem")));
+        let core = c.core([0; 32]);
+        assert_eq!(core.limits.max_admission_failures, 5);
+        assert_eq!(core.limits.admission_cooldown, Duration::from_secs(120));
+        assert_eq!(core.limits.max_unadmitted_per_address, 8);
+        assert_eq!(core.timeouts.start_stream, Duration::from_secs(3));
+
+        let open = "[listen]\nlocal_workers = \"0.0.0.0:1\"\n[tls.workers]\ncert = \"c\"\nkey = \"k\"";
+        let e = Config::parse(open).unwrap().validate().unwrap_err().to_string();
+        assert!(e.contains("must be a loopback address"), "{e}");
+        let e = Config::parse("[listen]\nlocal_workers = \"127.0.0.1:1\"").unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("only used with [tls.workers]"), "{e}");
+        let e = Config::parse("[tls.workers]\ncert = \"c\"").unwrap_err();
+        assert!(e.contains("missing field `key`"), "{e}");
     }
 
     #[test]

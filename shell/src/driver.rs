@@ -341,7 +341,8 @@ impl<R: Runtime> Driver<R> {
                     self.telemetry.event(&event);
                 }
                 Output::Log(log) => self.telemetry.log(&log),
-                other => tracing::debug!(?other, "unhandled output"),
+                // Not printed: a future output may carry what must not reach a log (settings).
+                _ => tracing::debug!("unhandled output of a newer core"),
             }
         }
     }
@@ -389,6 +390,7 @@ fn status(reason: &CloseReason) -> Status {
         CloseReason::ProtocolViolation(m) => Status::failed_precondition(m.clone()),
         CloseReason::Timeout(m) => Status::deadline_exceeded(m.clone()),
         CloseReason::Released(m) => Status::ok(m.clone()),
+        CloseReason::RateLimited(m) => Status::resource_exhausted(m.clone()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod rt;
 pub mod serve;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 /// The runtime-agnostic channels the shell and its runtimes share (tokio's `sync` module needs
 /// no tokio runtime).

@@ -85,6 +85,24 @@ struct PoolLabels {
     pool: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+/// Counts connections a listener closed before serving them (fed by the accept loops, which
+/// run outside the driver).
+#[derive(Debug, Clone, Default)]
+pub struct ConnRefusals(Family<ConnectionLabels, Counter>);
+
+impl ConnRefusals {
+    /// One connection of `listener` closed for `reason` (a fixed label).
+    pub fn count(&self, listener: &'static str, reason: &'static str) {
+        self.0.get_or_create(&ConnectionLabels { listener, reason }).inc();
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn invocation_histogram() -> Histogram {
@@ -108,6 +126,7 @@ pub struct Metrics {
     reconnects: Family<LanguageLabels, Counter>,
     provisions: Family<PoolLabels, Counter>,
     provision_failures: Family<PoolLabels, Counter>,
+    connections_refused: ConnRefusals,
     /// The language of each live worker (its pool's), for labels the events do not carry.
     languages: HashMap<WorkerId, String>,
     /// Series created per app, dropped when the app is removed.
@@ -194,6 +213,13 @@ impl Metrics {
             "Provisioned workers that could not be started or never connected, by pool",
             provision_failures.clone(),
         );
+        let connections_refused = ConnRefusals::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed before being served, by listener and reason (too_many_from_address, \
+             tls_handshake_failed, no_request_in_time)",
+            connections_refused.0.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             invocations,
@@ -205,9 +231,15 @@ impl Metrics {
             reconnects,
             provisions,
             provision_failures,
+            connections_refused,
             languages: HashMap::new(),
             series: HashMap::new(),
         }
+    }
+
+    /// The counter of connections the listeners close before serving them.
+    pub fn connection_refusals(&self) -> ConnRefusals {
+        self.connections_refused.clone()
     }
 
     /// Read access for the scrape.
@@ -446,7 +478,7 @@ impl Snapshot {
         r.register("open_calls", "Invocations accepted and not yet settled", open);
 
         let c = &self.counters;
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             ("calls_accepted", "Invocations accepted (queued or sent)", c.accepted),
             (
                 "calls_refused",
@@ -462,6 +494,11 @@ impl Snapshot {
             ),
             ("messages_ignored", "Worker messages the runtime does not handle", c.ignored),
             ("worker_rejections", "Worker streams refused at admission", c.rejected),
+            (
+                "admission_rate_limited",
+                "Worker streams refused at once because their address failed admission too often",
+                c.rate_limited,
+            ),
         ];
         for (name, help, value) in counters {
             r.register(name, help, ConstCounter::new(value));

@@ -22,8 +22,9 @@ use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::provision::{LocalPool, LocalProvisioner, Provisioner, Provisioners, python};
 use crate::rt::Runtime;
-use crate::serve;
+use crate::serve::{self, ConnPolicy};
 use crate::telemetry::Telemetry;
+use crate::tls;
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +130,7 @@ pub struct Adopt {
     pub within: Duration,
 }
 
-/// A running runtime.
-#[derive(Debug)]
+/// A running runtime. `Debug` leaves the admin token out.
 pub struct Started {
     /// Bound front-door address.
     pub front_door: SocketAddr,
@@ -138,6 +138,13 @@ pub struct Started {
     pub admin: SocketAddr,
     /// Bound worker-endpoint address.
     pub workers: SocketAddr,
+    /// The plaintext loopback listener of local pools' workers, bound when the worker endpoint
+    /// is TLS and there are local pools.
+    pub local_workers: Option<SocketAddr>,
+    /// Whether the front door speaks TLS (`https://`).
+    pub front_door_tls: bool,
+    /// Whether the worker endpoint speaks TLS.
+    pub workers_tls: bool,
     /// The admin bearer token.
     pub admin_token: String,
     /// A way to reach the driver.
@@ -145,6 +152,19 @@ pub struct Started {
     stop: watch::Sender<bool>,
     stopped: oneshot::Receiver<()>,
     shutdown_within: std::time::Duration,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("front_door", &self.front_door)
+            .field("admin", &self.admin)
+            .field("workers", &self.workers)
+            .field("local_workers", &self.local_workers)
+            .field("front_door_tls", &self.front_door_tls)
+            .field("workers_tls", &self.workers_tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Started {
@@ -183,6 +203,10 @@ pub async fn start_with<R: Runtime>(
             .into());
         }
     }
+    let front_tls = config.tls.front_door.as_ref().map(|t| tls::acceptor("front_door", t, tls::ALPN_HTTP));
+    let front_tls = front_tls.transpose()?;
+    let workers_tls = config.tls.workers.as_ref().map(|t| tls::acceptor("workers", t, tls::ALPN_H2));
+    let workers_tls = workers_tls.transpose()?;
     // Workers may be started only once their endpoint listens: bind everything first.
     let (workers_std, workers) = bind("workers", config.listen.workers)?;
     let (front_std, front_door) = bind("front door", config.listen.front_door)?;
@@ -190,6 +214,17 @@ pub async fn start_with<R: Runtime>(
     let listener =
         |l| rt.listener(l).map_err(|source| StartError::Bind { what: "listener", addr: workers, source });
     let (workers_l, front_l, admin_l) = (listener(workers_std)?, listener(front_std)?, listener(admin_std)?);
+    // Local workers (the real Python worker) cannot speak TLS: with a TLS worker endpoint they
+    // dial a plaintext listener on loopback that admits only the ids the runtime issued.
+    let has_local = config.pools.iter().any(|p| p.provisioner == ProvisionerKind::Local);
+    let local = if workers_tls.is_some() && has_local {
+        let addr = config.listen.local_workers.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (std, addr) = bind("local workers", addr)?;
+        Some((listener(std)?, addr))
+    } else {
+        None
+    };
+    let local_workers = local.as_ref().map(|(_, addr)| *addr);
 
     let admin_token = admin_token(&config)?;
     let local_pools = local_pools(&config).await?;
@@ -200,14 +235,20 @@ pub async fn start_with<R: Runtime>(
 
     let mut provisioners = Provisioners::default();
     if !local_pools.is_empty() {
-        let host = config.listen.advertise_host.clone().unwrap_or_else(|| workers.ip().to_string());
+        let (host, port) = match local_workers {
+            Some(addr) => (addr.ip().to_string(), addr.port()),
+            None => {
+                let host = config.listen.advertise_host.clone().unwrap_or_else(|| workers.ip().to_string());
+                (host, workers.port())
+            }
+        };
         let keys: Vec<PoolKey> = local_pools.iter().map(|p| p.key.clone()).collect();
         let local = LocalProvisioner::new(
             rt.clone(),
             handle.clone(),
             local_pools,
             host,
-            workers.port(),
+            port,
             config.limits.max_message_bytes,
             config.timeouts.kill_grace,
         );
@@ -231,6 +272,7 @@ pub async fn start_with<R: Runtime>(
     let (stopped_tx, stopped) = oneshot::channel();
     let metrics = Metrics::new();
     let metrics_registry = metrics.registry();
+    let refused = metrics.connection_refusals();
     let logs = LogHub::default();
     let telemetry = Telemetry::new(metrics, logs.clone());
     let driver = Driver::new(rt.clone(), core, rx, provisioners, telemetry);
@@ -253,14 +295,43 @@ pub async fn start_with<R: Runtime>(
     }
 
     let (stop, stop_rx) = watch::channel(false);
-    let endpoint = WorkerEndpoint::service(
-        rt.clone(),
-        handle.clone(),
-        config.limits.worker_outbound_queue,
-        config.limits.max_message_bytes,
-    );
+    let policy = |listener, tls| ConnPolicy {
+        listener,
+        tls,
+        first_request: config.timeouts.handshake,
+        max_per_address: config.limits.max_connections_per_address,
+        refused: refused.clone(),
+    };
+    let endpoint = |issued_only| {
+        WorkerEndpoint::service_with(
+            rt.clone(),
+            handle.clone(),
+            config.limits.worker_outbound_queue,
+            config.limits.max_message_bytes,
+            issued_only,
+        )
+    };
     let keepalive = (config.timeouts.keepalive_interval, config.timeouts.keepalive_timeout);
-    rt.spawn(serve::serve_grpc(rt.clone(), workers_l, endpoint, keepalive, stop_rx.clone()));
+    let workers_policy = policy("workers", workers_tls.clone());
+    rt.spawn(serve::serve_grpc(
+        rt.clone(),
+        workers_l,
+        endpoint(false),
+        keepalive,
+        workers_policy,
+        stop_rx.clone(),
+    ));
+    if let Some((local_l, _)) = local {
+        let local_policy = policy("local_workers", None);
+        rt.spawn(serve::serve_grpc(
+            rt.clone(),
+            local_l,
+            endpoint(true),
+            keepalive,
+            local_policy,
+            stop_rx.clone(),
+        ));
+    }
     let limits = FrontDoorLimits {
         max_body: config.limits.max_body_bytes,
         max_header_bytes: config.limits.max_header_bytes,
@@ -268,7 +339,8 @@ pub async fn start_with<R: Runtime>(
     };
     let front = FrontDoor::new(handle.clone(), limits);
     let front_handler = move |req, _peer| Arc::clone(&front).serve(req);
-    rt.spawn(serve::serve_http(rt.clone(), front_l, "front door", front_handler, stop_rx.clone()));
+    let front_policy = policy("front_door", front_tls.clone());
+    rt.spawn(serve::serve_http(rt.clone(), front_l, front_handler, front_policy, stop_rx.clone()));
     let sleep_rt = rt.clone();
     let parts = AdminParts {
         token: admin_token.clone(),
@@ -280,13 +352,17 @@ pub async fn start_with<R: Runtime>(
     };
     let api = AdminApi::new(handle.clone(), parts);
     let admin_handler = move |req, _peer| Arc::clone(&api).serve(req);
-    rt.spawn(serve::serve_http(rt.clone(), admin_l, "admin", admin_handler, stop_rx));
+    rt.spawn(serve::serve_http(rt.clone(), admin_l, admin_handler, policy("admin", None), stop_rx));
 
-    tracing::info!(%front_door, %admin, %workers, "switchboard listening");
+    let (front_door_tls, workers_tls) = (front_tls.is_some(), workers_tls.is_some());
+    tracing::info!(%front_door, front_door_tls, %admin, %workers, workers_tls, ?local_workers, "switchboard listening");
     Ok(Started {
         front_door,
         admin,
         workers,
+        local_workers,
+        front_door_tls,
+        workers_tls,
         admin_token,
         handle,
         stop,

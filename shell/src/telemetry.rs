@@ -31,6 +31,15 @@ impl Telemetry {
                 let worker = worker.as_ref().map(|w| w.to_string()).unwrap_or_default();
                 tracing::warn!(%conn, %peer, %worker, %reason, "worker rejected");
             }
+            Event::AdmissionLimited { address, failures, within, cooldown } => {
+                tracing::warn!(
+                    %address,
+                    failures,
+                    within_s = within.as_secs(),
+                    cooldown_s = cooldown.as_secs(),
+                    "too many failed worker admissions from this address: its streams are refused for a while"
+                );
+            }
             Event::WorkerState { worker, app, from, to, reason } => {
                 let app = app.as_deref().unwrap_or("");
                 tracing::debug!(%worker, app, %from, %to, %reason, "worker state");

@@ -2,6 +2,11 @@
 //! ports, talk HTTP to its front door and admin API, find worker processes, wait for
 //! conditions with a bound (never a blind sleep).
 
+pub mod grpc;
+pub mod proxy;
+pub mod tls;
+pub mod worker_process;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -336,4 +341,28 @@ impl ServeProcess {
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
     }
+}
+
+/// Runs each scenario (an `async fn(Shell)` in the calling module) on both shells, as
+/// `tokio_shell::NAME` and `smol_shell::NAME`: the suites are the conformance tests of a shell.
+#[macro_export]
+macro_rules! on_both_shells {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_shell {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Shell::Tokio).await
+                }
+            )*
+        }
+        mod smol_shell {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Shell::Smol).await
+                }
+            )*
+        }
+    };
 }

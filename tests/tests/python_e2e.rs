@@ -7,29 +7,7 @@ use http::Method;
 use serde_json::json;
 use switchboard_tests::{Shell, TestRuntime, examples, kill, pids_with_arg, test_config, wait_for};
 
-/// Runs each scenario on both shells: the suite is the conformance test of a shell.
-macro_rules! on_both_shells {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_shell {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Shell::Tokio).await
-                }
-            )*
-        }
-        mod smol_shell {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Shell::Smol).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_shells!(
+switchboard_tests::on_both_shells!(
     two_apps_share_one_placeholder_pool,
     a_raising_function_is_a_500_and_the_worker_stays_usable,
     killing_a_worker_mid_call_gives_a_clear_error_and_the_pool_refills,
@@ -177,14 +155,13 @@ async fn removing_an_app_stops_its_workers_and_404s_its_routes(shell: Shell) {
     let rt = two_apps(shell, 1).await;
     assert_eq!(rt.get("hello/api/hello").await.status, 200);
     assert_eq!(rt.get("shop/api/products").await.status, 200);
-    let hello_ids: Vec<String> = rt
-        .workers()
-        .await
-        .into_iter()
+    let workers = rt.workers().await;
+    let hello_ids: Vec<String> = workers
+        .iter()
         .filter(|w| w["app"] == "hello")
         .map(|w| w["id"].as_str().unwrap().to_owned())
         .collect();
-    assert!(!hello_ids.is_empty());
+    assert!(!hello_ids.is_empty(), "hello has a worker after serving: {workers:#?}");
 
     let r = rt.admin(Method::DELETE, "/v1/apps/hello", None).await;
     assert_eq!(r.status, 200, "{}", r.text());

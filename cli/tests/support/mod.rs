@@ -171,6 +171,8 @@ pub struct ServeProcess {
     pub front_door: String,
     /// `host:port` of the admin API.
     pub admin: String,
+    /// `host:port` of the worker endpoint.
+    pub workers: String,
     /// Where stderr goes.
     pub stderr: PathBuf,
     /// Its folder.
@@ -180,6 +182,13 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `switchboard [extra...] serve --config` with these apps and a python pool.
     pub async fn start(name: &str, extra: &[&str], apps: &[&str], min_idle: u32) -> ServeProcess {
+        let args: Vec<&str> = extra.iter().copied().chain(["serve"]).collect();
+        ServeProcess::serve(name, &args, apps, min_idle).await
+    }
+
+    /// Starts `switchboard ARGS --config` (ARGS ending in `serve` and its flags) with these
+    /// apps and a python pool.
+    pub async fn serve(name: &str, args: &[&str], apps: &[&str], min_idle: u32) -> ServeProcess {
         let dir = TempDir::new(name);
         let mut config = format!(
             "state_dir = \"{}\"\n[listen]\nfront_door = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = \"127.0.0.1:0\"\n\
@@ -189,13 +198,25 @@ impl ServeProcess {
         for app in apps {
             config.push_str(&format!("[[app]]\npath = \"{}\"\n", example(app)));
         }
+        ServeProcess::with_config(dir, &config, args, &[]).await
+    }
+
+    /// Starts `switchboard ARGS --config FILE` (ARGS ending in `serve` and its flags) with this
+    /// config text, saved in `dir`, and `env`; waits for its address line.
+    pub async fn with_config(
+        dir: TempDir,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServeProcess {
         let config_path = dir.0.join("switchboard.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr = dir.0.join("stderr.log");
         let mut child = tokio::process::Command::new(binary())
-            .args(extra)
-            .args(["serve", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&config_path)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .kill_on_drop(true)
@@ -211,7 +232,8 @@ impl ServeProcess {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words[..3], ["switchboard:", "front", "door"], "{line}");
         let strip = |s: &str| s.trim_start_matches("http://").to_owned();
-        ServeProcess { child, front_door: strip(words[3]), admin: strip(words[5]), stderr, dir }
+        let workers = words[7].to_owned();
+        ServeProcess { child, front_door: strip(words[3]), admin: strip(words[5]), workers, stderr, dir }
     }
 
     /// SIGTERM, and the exit status.

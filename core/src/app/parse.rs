@@ -85,8 +85,8 @@ pub struct FunctionFiles {
     pub files: Vec<String>,
 }
 
-/// Deploy-time choices that override what the folder says.
-#[derive(Debug, Clone, Default)]
+/// Deploy-time choices that override what the folder says. `Debug` hides setting values.
+#[derive(Clone, Default)]
 pub struct AppOptions {
     /// App name; default: the folder's last path component.
     pub name: Option<String>,
@@ -102,6 +102,20 @@ pub struct AppOptions {
     pub function_timeout: Option<Duration>,
     /// Overrides the `SWITCHBOARD_EXPOSE_ERRORS` setting.
     pub expose_errors: Option<bool>,
+}
+
+impl std::fmt::Debug for AppOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppOptions")
+            .field("name", &self.name)
+            .field("language", &self.language)
+            .field("version", &self.version)
+            .field("settings", &crate::redact::Keys(&self.settings))
+            .field("scale", &self.scale)
+            .field("function_timeout", &self.function_timeout)
+            .field("expose_errors", &self.expose_errors)
+            .finish()
+    }
 }
 
 /// The parts of host.json Switchboard reads; unknown keys are ignored.
@@ -414,7 +428,8 @@ fn disabled_settings(settings: &BTreeMap<String, String>) -> BTreeMap<String, (&
         .collect()
 }
 
-/// Applies `AzureWebJobs.<name>.Disabled` and resolves a `%SETTING%` timer schedule.
+/// Applies `AzureWebJobs.<name>.Disabled` and resolves a `%SETTING%` timer schedule. Errors name
+/// the setting, never its value: settings are secrets, and errors reach logs and callers.
 fn apply_settings(
     function: &mut FunctionSpec,
     settings: &BTreeMap<String, String>,
@@ -422,7 +437,7 @@ fn apply_settings(
 ) -> Result<(), SpecError> {
     if let Some((key, value)) = disabled.get(&function.name.to_ascii_lowercase()) {
         function.disabled = parse_flag(value).ok_or_else(|| {
-            let problem = format!("setting {}: {} is not true or false", quoted(key), quoted(value));
+            let problem = format!("setting {}: the value is not true, false, 1 or 0", quoted(key));
             SpecError::new("app settings", problem)
         })?;
     }
@@ -435,7 +450,7 @@ fn apply_settings(
             SpecError::new(function_file(&function.name), problem)
         })?;
         check_schedule(resolved).map_err(|p| {
-            let problem = format!("{} = {}: {p}", context(), quoted(resolved));
+            let problem = format!("{}: the value of the setting {} {p}", context(), quoted(setting));
             SpecError::new(function_file(&function.name), problem)
         })?;
         *schedule = resolved.clone();
@@ -1584,7 +1599,7 @@ mod tests {
         options.settings.insert("AzureWebJobs.get_item.Disabled".to_string(), "maybe".to_string());
         assert_eq!(
             app_error_with(&shop(), &options),
-            r#"app settings: setting "AzureWebJobs.get_item.Disabled": "maybe" is not true or false"#
+            r#"app settings: setting "AzureWebJobs.get_item.Disabled": the value is not true, false, 1 or 0"#
         );
     }
 
@@ -1610,8 +1625,8 @@ mod tests {
         options.settings.insert("TICK".to_string(), "*/5 * * * *".to_string());
         assert_eq!(
             app_error_with(&one_function(timer), &options),
-            "hello/function.json: binding \"tick\": schedule \"%TICK%\" = \"*/5 * * * *\": has 5 \
-             fields; NCRONTAB needs 6 (second minute hour day month day-of-week)"
+            "hello/function.json: binding \"tick\": schedule \"%TICK%\": the value of the setting \
+             \"TICK\" has 5 fields; NCRONTAB needs 6 (second minute hour day month day-of-week)"
         );
     }
 

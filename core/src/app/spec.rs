@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// An app (one JobHost): everything the runtime needs to specialize workers and route calls.
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` shows the settings' names, never their values.
+#[derive(Clone, PartialEq)]
 pub struct AppSpec {
     /// Validated app name: the first path segment on the front door.
     pub name: AppName,
@@ -29,6 +30,23 @@ pub struct AppSpec {
     pub route_prefix: String,
     /// Show function error messages to HTTP callers (off by default: messages may leak data).
     pub expose_errors: bool,
+}
+
+impl std::fmt::Debug for AppSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSpec")
+            .field("name", &self.name)
+            .field("language", &self.language)
+            .field("version", &self.version)
+            .field("directory", &self.directory)
+            .field("functions", &self.functions)
+            .field("settings", &crate::redact::Keys(&self.settings))
+            .field("scale", &self.scale)
+            .field("function_timeout", &self.function_timeout)
+            .field("route_prefix", &self.route_prefix)
+            .field("expose_errors", &self.expose_errors)
+            .finish()
+    }
 }
 
 /// A validated app name: 1–64 chars of `[A-Za-z0-9_-]`, not starting with `-` or `_`.

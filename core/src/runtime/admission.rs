@@ -9,7 +9,7 @@ use switchboard_proto::Content;
 use switchboard_proto::rpc::{StartStream, StreamingMessage, WorkerInitRequest};
 
 use super::registry::cap;
-use super::{Runtime, Timer, WKey};
+use super::{Runtime, Timer, WKey, peers};
 use crate::error::ExpectError;
 use crate::event::{Admission, Event, EvictReason, WorkerState};
 use crate::ids::{ConnId, PoolKey, WorkerId};
@@ -39,24 +39,100 @@ impl Runtime {
             });
             return;
         }
+        let address = peers::address_of(&peer);
         self.conns.insert(conn, super::registry::Conn { peer, meta, worker: None });
         let at = self.now + self.cfg.timeouts.start_stream;
         self.timers.set(Timer::ConnStart(conn), at);
+        // One address may hold only so many streams that have not said who they are. The oldest
+        // makes room: a worker sends StartStream at once, so the oldest is the likeliest squatter,
+        // and refusing newcomers instead would let a squatter lock out real workers that share
+        // its address (every local worker comes from 127.0.0.1).
+        let cap = self.cfg.limits.max_unadmitted_per_address;
+        if let Some(oldest) = self.peers.wait(&address, conn, cap) {
+            let why = format!("no StartStream while {cap} newer streams from {address} waited");
+            self.refuse(oldest, None, CloseReason::Timeout(why));
+        }
     }
 
     pub(super) fn on_conn_start_timeout(&mut self, conn: ConnId) {
         if self.conns.get(&conn).is_some_and(|c| c.worker.is_none()) {
-            self.reject(conn, None, CloseReason::Timeout("no StartStream within the deadline".into()));
+            self.refuse(conn, None, CloseReason::Timeout("no StartStream within the deadline".into()));
         }
     }
 
-    /// Refuses a stream that has not become a worker.
-    pub(super) fn reject(&mut self, conn: ConnId, worker: Option<WorkerId>, reason: CloseReason) {
+    /// A stream stops waiting for its `StartStream`: it said who it is, was refused, or ended.
+    pub(super) fn stop_waiting(&mut self, conn: ConnId) {
         self.timers.cancel(Timer::ConnStart(conn));
+        if let Some(c) = self.conns.get(&conn)
+            && c.worker.is_none()
+        {
+            let address = peers::address_of(&c.peer);
+            self.peers.done_waiting(&address, conn);
+        }
+    }
+
+    /// Refuses a stream that has not become a worker, for a reason that says nothing about its
+    /// address (the runtime is shutting down, the pool is full).
+    pub(super) fn reject(&mut self, conn: ConnId, worker: Option<WorkerId>, reason: CloseReason) {
+        self.stop_waiting(conn);
         let Some(c) = self.conns.remove(&conn) else { return };
         self.counters.rejected += 1;
         self.emit(Event::WorkerRejected { conn, peer: c.peer, worker, reason: reason.message().to_owned() });
         self.out.push_back(Output::Close { conn, reason });
+    }
+
+    /// Refuses a stream that failed admission (no valid credential, garbage or silence before
+    /// `StartStream`) and counts the failure against its address. While the address is limited
+    /// its failures are refused quietly: one event said it is limited, and a flood must not
+    /// become a flood of log lines.
+    pub(super) fn refuse(&mut self, conn: ConnId, worker: Option<WorkerId>, reason: CloseReason) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let address = peers::address_of(&c.peer);
+        if self.peers.limited(&address, self.now).is_some() {
+            self.stop_waiting(conn);
+            self.conns.remove(&conn);
+            self.counters.rejected += 1;
+            self.out.push_back(Output::Close { conn, reason });
+            return;
+        }
+        let limited = self.peers.failed(&address, self.now, &self.cfg.limits);
+        self.reject(conn, worker, reason);
+        if let Some(limited) = limited {
+            let limits = &self.cfg.limits;
+            let within = limits.admission_window;
+            self.emit(Event::AdmissionLimited {
+                address,
+                failures: limited.failures,
+                within,
+                cooldown: limited.cooldown,
+            });
+        }
+        self.arm_peers_timer();
+    }
+
+    /// Refuses a stream of a limited address without looking at its credential.
+    fn refuse_limited(&mut self, conn: ConnId, address: &str, left: Duration) {
+        self.stop_waiting(conn);
+        if self.conns.remove(&conn).is_none() {
+            return;
+        }
+        self.counters.rejected += 1;
+        self.counters.rate_limited += 1;
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        let why = format!("too many failed admissions from {address}; retry after {secs} s");
+        self.out.push_back(Output::Close { conn, reason: CloseReason::RateLimited(why) });
+    }
+
+    fn arm_peers_timer(&mut self) {
+        match self.peers.next_expiry() {
+            Some(at) => self.timers.set(Timer::Peers, at),
+            None => self.timers.cancel(Timer::Peers),
+        }
+    }
+
+    pub(super) fn on_peers_timer(&mut self) {
+        self.peers.prune(self.now);
+        self.arm_peers_timer();
     }
 
     /// The first message of a stream.
@@ -65,11 +141,35 @@ impl Runtime {
         let id = start.worker_id;
         if id.is_empty() || id.len() > MAX_WORKER_ID || id.chars().any(char::is_control) {
             let why = format!("invalid worker id ({} bytes)", id.len());
-            return self.reject(conn, None, CloseReason::ProtocolViolation(why));
+            return self.refuse(conn, None, CloseReason::ProtocolViolation(why));
         }
         let id = WorkerId(id);
-        let meta = self.conns.get(&conn).map(|c| c.meta.clone()).unwrap_or_default();
+        let Some(c) = self.conns.get(&conn) else { return };
+        let meta = c.meta.clone();
+        let address = peers::address_of(&c.peer);
+        if let Some(left) = self.peers.limited(&address, self.now) {
+            // Only a credential the runtime issued is looked at: a provisioned id (real workers
+            // of local pools share 127.0.0.1 with whoever is failing) or a resume token for a
+            // slot that exists. Both are long random secrets; a join token is the operator's
+            // and may be guessable, so it waits for the cooldown.
+            let issued = self.tickets.contains_key(&id.0)
+                || (meta.resume_token.is_some() && self.worker_ids.contains_key(&id.0));
+            if !issued {
+                return self.refuse_limited(conn, &address, left);
+            }
+        }
+        self.stop_waiting(conn);
 
+        // A valid join token proves the stream is one of a pool's workers: a conflict over its id
+        // (its old stream not yet seen dead, a stale resume token) is then not a failed
+        // admission, or a worker that redials eagerly would lock its own address out.
+        let conflict = |rt: &mut Self, id: WorkerId, why: &str| {
+            let reason = CloseReason::PermissionDenied(why.into());
+            match meta.join_token.as_deref().and_then(|t| rt.join_pool(t)) {
+                Some(_) => rt.reject(conn, Some(id), reason),
+                None => rt.refuse(conn, Some(id), reason),
+            }
+        };
         if let Some(token) = &meta.resume_token
             && let Some(&w) = self.worker_ids.get(&id.0)
         {
@@ -77,18 +177,10 @@ impl Runtime {
             if valid {
                 return self.resume(conn, w);
             }
-            return self.reject(
-                conn,
-                Some(id),
-                CloseReason::PermissionDenied("resume token does not match this worker".into()),
-            );
+            return conflict(self, id, "resume token does not match this worker");
         }
         if self.worker_ids.contains_key(&id.0) {
-            return self.reject(
-                conn,
-                Some(id),
-                CloseReason::PermissionDenied("a stream with this worker id is already live".into()),
-            );
+            return conflict(self, id, "a stream with this worker id is already live");
         }
         if self.shutting_down {
             return self.reject(conn, Some(id), CloseReason::Released("the runtime is shutting down".into()));
@@ -101,18 +193,8 @@ impl Runtime {
             return;
         }
         if let Some(token) = &meta.join_token {
-            // Compare against every pool's token so the time taken does not reveal which pool
-            // (or how much of a token) matched.
-            let mut found = None;
-            for (i, pool) in self.pools.iter().enumerate() {
-                if let Some(t) = &pool.spec.join_token
-                    && ct_eq(t, token)
-                {
-                    found = Some(i);
-                }
-            }
-            let Some(pool) = found else {
-                return self.reject(
+            let Some(pool) = self.join_pool(token) else {
+                return self.refuse(
                     conn,
                     Some(id),
                     CloseReason::PermissionDenied("join token not valid".into()),
@@ -130,7 +212,21 @@ impl Runtime {
         } else {
             "unknown worker id: not issued by this runtime, already used, or expired"
         };
-        self.reject(conn, Some(id), CloseReason::Unauthenticated(why.into()));
+        self.refuse(conn, Some(id), CloseReason::Unauthenticated(why.into()));
+    }
+
+    /// The pool whose join token `token` is. Every pool's token is compared, so the time taken
+    /// does not reveal which pool (or how much of a token) matched.
+    fn join_pool(&self, token: &str) -> Option<usize> {
+        let mut found = None;
+        for (i, pool) in self.pools.iter().enumerate() {
+            if let Some(t) = &pool.spec.join_token
+                && ct_eq(t, token)
+            {
+                found = Some(i);
+            }
+        }
+        found
     }
 
     /// Sends `WorkerInitRequest`; connection-mode workers also get their resume token.

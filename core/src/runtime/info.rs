@@ -26,6 +26,9 @@ pub struct Counters {
     pub ignored: u64,
     /// Streams refused at admission.
     pub rejected: u64,
+    /// Streams refused at once because their address failed admission too often (also in
+    /// `rejected`).
+    pub rate_limited: u64,
     /// Workers evicted.
     pub evictions: u64,
     /// Workers resumed.

@@ -80,7 +80,7 @@ impl Runtime {
     }
 
     pub(super) fn on_disconnected(&mut self, conn: ConnId, reason: String) {
-        self.timers.cancel(Timer::ConnStart(conn));
+        self.stop_waiting(conn);
         let Some(c) = self.conns.remove(&conn) else { return };
         let Some(w) = c.worker else { return };
         let worker = &self.workers[&w];
@@ -111,7 +111,8 @@ impl Runtime {
         match self.conns.get(&conn).map(|c| c.worker) {
             Some(Some(w)) => self.evict(w, EvictReason::Malformed(error)),
             Some(None) => {
-                self.reject(conn, None, CloseReason::ProtocolViolation(format!("malformed frame: {error}")))
+                let reason = CloseReason::ProtocolViolation(format!("malformed frame: {error}"));
+                self.refuse(conn, None, reason)
             }
             None => {}
         }

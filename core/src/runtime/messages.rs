@@ -2,9 +2,12 @@
 //! count), or evict the worker for breaking the protocol.
 
 use switchboard_proto::Content;
-use switchboard_proto::rpc::{RpcLog, StreamingMessage, WorkerHeartbeat, WorkerInitResponse};
+use switchboard_proto::rpc::{
+    RpcLog, StreamingMessage, WorkerActionResponse, WorkerHeartbeat, WorkerInitResponse,
+    worker_action_response,
+};
 
-use super::registry::Caps;
+use super::registry::{Caps, cap};
 use super::specialize::failure;
 use super::{Runtime, Timer, WKey};
 use crate::event::{Event, EvictReason, WorkerState};
@@ -20,7 +23,7 @@ impl Runtime {
                 other => {
                     let what = other.as_ref().map_or("an unknown message", content_name);
                     let why = format!("{what} before StartStream");
-                    self.reject(conn, None, CloseReason::ProtocolViolation(why))
+                    self.refuse(conn, None, CloseReason::ProtocolViolation(why))
                 }
             };
         };
@@ -57,9 +60,8 @@ impl Runtime {
                 }
             }
             Content::WorkerStatusResponse(_) => {}
-            Content::WorkerActionResponse(_)
-            | Content::CloseSharedMemoryResourcesResponse(_)
-            | Content::WorkerWarmupResponse(_) => {
+            Content::WorkerActionResponse(action) => self.on_worker_action(w, action),
+            Content::CloseSharedMemoryResourcesResponse(_) | Content::WorkerWarmupResponse(_) => {
                 let worker = self.workers[&w].id.clone();
                 self.counters.ignored += 1;
                 let what = content_name(&content).to_owned();
@@ -99,6 +101,32 @@ impl Runtime {
         self.set_state(w, WorkerState::Placeholder, "init handshake done");
         self.arm_liveness(w);
         self.offer_placeholder(w);
+    }
+
+    /// `WorkerActionResponse{action: Restart}`: the worker asks to be replaced. Switchboard's
+    /// own worker sends it when it drains on its own (SIGTERM), with reason
+    /// [`cap::LEAVE_DRAINING`], and again with [`cap::LEAVE_EXITING`] if it exits before its
+    /// work is done. Draining: no new work, in-flight work finishes, then the worker is
+    /// released (with `WorkerTerminate` if it handles it) so no resumable slot outlives it.
+    /// Exiting: it is gone for good, so its in-flight calls are settled now rather than after
+    /// the resume grace. Any other reason (a real worker asking for a restart) drains.
+    fn on_worker_action(&mut self, w: WKey, action: WorkerActionResponse) {
+        if action.action != worker_action_response::Action::Restart as i32 {
+            let worker = self.workers[&w].id.clone();
+            self.counters.ignored += 1;
+            let what = format!("WorkerActionResponse with unknown action {}", action.action);
+            return self.emit(Event::MessageIgnored { worker, what });
+        }
+        if action.reason == cap::LEAVE_EXITING {
+            let why = "it exited before finishing its drain".to_owned();
+            return self.evict(w, EvictReason::Exited(why));
+        }
+        let reason = if action.reason == cap::LEAVE_DRAINING {
+            "the worker is draining".to_owned()
+        } else {
+            format!("the worker asked to be restarted: {}", action.reason)
+        };
+        self.drain(w, &reason);
     }
 
     fn on_rpc_log(&mut self, w: WKey, log: RpcLog) {

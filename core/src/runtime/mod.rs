@@ -6,6 +6,7 @@ mod apps;
 mod info;
 mod liveness;
 mod messages;
+mod peers;
 mod pool;
 mod registry;
 mod router;
@@ -28,7 +29,7 @@ use crate::timer::Timers;
 pub use info::{AppInfo, Counters, PoolInfo, WorkerInfo};
 /// Shared with the connection-mode worker (`crate::worker`), the other end of the protocol.
 pub(crate) use messages::content_name;
-pub(crate) use registry::cap;
+pub use registry::cap;
 
 use apps::App;
 use pool::Pool;
@@ -72,6 +73,8 @@ enum Timer {
     Pool(usize),
     /// An app's failure backoff ends.
     App(AKey),
+    /// The earliest per-address admission record expires.
+    Peers,
 }
 
 /// The Switchboard runtime core.
@@ -82,7 +85,8 @@ enum Timer {
 /// [`Runtime::poll_timeout`]. `now` never goes backwards. Calling `handle_timeout` early does
 /// nothing, so shells may call it freely. The same inputs in the same order (with the same
 /// seed) give the same outputs.
-#[derive(Debug)]
+///
+/// `Debug` shows sizes only: the runtime holds app settings, join and resume tokens.
 pub struct Runtime {
     cfg: Config,
     rng: Rng,
@@ -94,6 +98,7 @@ pub struct Runtime {
     worker_ids: FxHashMap<String, WKey>,
     tickets: FxHashMap<String, admission::Ticket>,
     ticket_ids: BTreeMap<u64, String>,
+    peers: peers::Peers,
     pools: Vec<Pool>,
     apps: FxHashMap<AKey, App>,
     app_names: FxHashMap<String, AKey>,
@@ -104,6 +109,22 @@ pub struct Runtime {
     shutting_down: bool,
     shutdown_reported: bool,
     counters: Counters,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("now", &self.now)
+            .field("streams", &self.conns.len())
+            .field("workers", &self.workers.len())
+            .field("tickets", &self.tickets.len())
+            .field("pools", &self.pools.len())
+            .field("apps", &self.apps.len())
+            .field("invocations", &self.invs.len())
+            .field("outputs", &self.out.len())
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runtime {
@@ -123,6 +144,7 @@ impl Runtime {
             worker_ids: FxHashMap::default(),
             tickets: FxHashMap::default(),
             ticket_ids: BTreeMap::new(),
+            peers: peers::Peers::default(),
             pools,
             apps: FxHashMap::default(),
             app_names: FxHashMap::default(),
@@ -175,6 +197,7 @@ impl Runtime {
                 Timer::Retry(i) => self.on_retry_timer(i),
                 Timer::Pool(p) => self.reconcile_pool(p),
                 Timer::App(a) => self.on_app_backoff_over(a),
+                Timer::Peers => self.on_peers_timer(),
             }
         }
         self.check_shutdown();
@@ -220,4 +243,10 @@ impl Runtime {
 }
 
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_security;
+#[cfg(test)]
+mod tests_worker_mode;

@@ -59,6 +59,13 @@ pub mod cap {
     pub const RESUMED: &str = "SwitchboardResumed";
     /// The worker indexes functions itself (answers `FunctionsMetadataRequest`).
     pub const WORKER_INDEXING: &str = "WorkerIndexing";
+    /// `WorkerActionResponse{Restart}.reason` of a worker that drains on its own (worker →
+    /// runtime): route it no new work, release it once its in-flight work is answered.
+    /// Sent again after each resume until then; idempotent.
+    pub const LEAVE_DRAINING: &str = "SwitchboardDraining";
+    /// `WorkerActionResponse{Restart}.reason` of a worker that exits before its drain is done
+    /// (worker → runtime): it will not resume; settle what it held now.
+    pub const LEAVE_EXITING: &str = "SwitchboardExiting";
 
     // Standard FunctionRpc capability names (worker → host) that Switchboard's own worker sends.
 

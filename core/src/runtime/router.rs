@@ -285,7 +285,10 @@ impl Runtime {
                 ..Default::default()
             });
             if self.may_retry(i, false) {
-                return self.schedule_retry(i);
+                // The answer is in: a late copy of it is late, and the worker has room again.
+                self.abandon(w, i);
+                self.schedule_retry(i);
+                return self.worker_became_available(w);
             }
             let expose = self.apps[&self.invs[&i].app].spec().expose_errors;
             Outcome::Failed(Box::new(FunctionError { exception, expose }))
@@ -400,8 +403,22 @@ impl Runtime {
 
     pub(super) fn on_retry_timer(&mut self, i: IKey) {
         if self.invs.get(&i).is_some_and(|inv| inv.state == InvState::RetryWait) {
+            let i = self.rekey(i);
             self.place(i, true);
         }
+    }
+
+    /// Gives a call a new key, and so a new invocation id, for its next attempt: a worker
+    /// that already answered the old id would take the retry for a re-send and not run it,
+    /// and a late answer to an earlier attempt must not settle this one.
+    fn rekey(&mut self, old: IKey) -> IKey {
+        let new = IKey(self.key());
+        let inv = self.invs.remove(&old).expect("retrying a live invocation");
+        self.timers.cancel(Timer::Deadline(old));
+        self.timers.cancel(Timer::Retry(old));
+        self.calls.insert(inv.call, new);
+        self.invs.insert(new, inv);
+        new
     }
 
     pub(super) fn on_deadline(&mut self, i: IKey) {

@@ -2,21 +2,15 @@
 //! after the real Python worker (and connection-mode workers where the feature needs one).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_proto::Content;
 use switchboard_proto::rpc::{StreamingMessage, typed_data::Data};
 
+use super::harness::*;
 use crate::app::ScaleSpec;
 use crate::testkit::*;
 use crate::*;
-
-struct H {
-    rt: Runtime,
-    now: Instant,
-    next_conn: u64,
-    next_call: u64,
-}
 
 fn pool(min_idle: u32, max: u32) -> PoolSpec {
     let mut p = PoolSpec::new(PoolKey::new("python", ""), min_idle, max);
@@ -27,143 +21,6 @@ fn pool(min_idle: u32, max: u32) -> PoolSpec {
 
 fn scale(max_workers: u32, concurrency: u32, queue_limit: u32) -> ScaleSpec {
     ScaleSpec { min_workers: 0, max_workers, concurrency, queue_limit }
-}
-
-impl H {
-    fn new(pools: Vec<PoolSpec>) -> (H, Vec<Output>) {
-        let now = epoch();
-        let cfg = Config { seed: [3; 32], pools, ..Config::default() };
-        let mut h = H { rt: Runtime::new(cfg, now), now, next_conn: 1, next_call: 1 };
-        let outs = h.drain();
-        (h, outs)
-    }
-
-    fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.rt.poll_output()).collect()
-    }
-
-    fn input(&mut self, input: Input) -> Vec<Output> {
-        self.rt.handle_input(self.now, input);
-        self.drain()
-    }
-
-    fn tick(&mut self, d: Duration) -> Vec<Output> {
-        self.now += d;
-        self.rt.handle_timeout(self.now);
-        self.drain()
-    }
-
-    fn connect(&mut self, meta: ConnMeta) -> ConnId {
-        let conn = ConnId(self.next_conn);
-        self.next_conn += 1;
-        let outs = self.input(Input::Connected { conn, peer: "127.0.0.1:1".into(), meta });
-        assert!(outs.is_empty(), "{outs:?}");
-        conn
-    }
-
-    fn send(&mut self, conn: ConnId, msg: Box<StreamingMessage>) -> Vec<Output> {
-        self.input(Input::Message { conn, msg })
-    }
-
-    /// Connects a worker with a provisioned id and completes its init handshake.
-    fn boot(&mut self, worker: &WorkerId, caps: BTreeMap<String, String>) -> (ConnId, Vec<Output>) {
-        let conn = self.connect(ConnMeta::default());
-        let outs = self.send(conn, start_stream(&worker.0));
-        assert!(sent(&outs, conn).iter().any(|c| matches!(c, Content::WorkerInitRequest(_))), "{outs:?}");
-        let outs = self.send(conn, init_response(caps));
-        (conn, outs)
-    }
-
-    fn invoke(&mut self, app: &str, path: &str) -> (CallId, Vec<Output>) {
-        let call = CallId(self.next_call);
-        self.next_call += 1;
-        let outs = self.input(Input::Invoke(Invoke {
-            call,
-            app: app.into(),
-            target: Target::Route { method: "GET".into(), path: path.into() },
-            payload: Payload::Http(get(path)),
-            trace: None,
-            timeout: None,
-        }));
-        (call, outs)
-    }
-
-    /// Answers an env reload and every load request found in `outs` for `conn`.
-    fn specialize(&mut self, conn: ConnId, outs: &[Output]) -> Vec<Output> {
-        assert!(
-            sent(outs, conn).iter().any(|c| matches!(c, Content::FunctionEnvironmentReloadRequest(_))),
-            "no env reload for {conn}: {outs:?}"
-        );
-        let outs = self.send(conn, env_reload_ok());
-        let loads: Vec<String> = sent(&outs, conn)
-            .into_iter()
-            .filter_map(|c| match c {
-                Content::FunctionLoadRequest(r) => Some(r.function_id.clone()),
-                _ => None,
-            })
-            .collect();
-        assert!(!loads.is_empty(), "{outs:?}");
-        let mut all = Vec::new();
-        for id in loads {
-            all.extend(self.send(conn, load_response(&id, ok())));
-        }
-        all
-    }
-}
-
-fn provisions(outs: &[Output]) -> Vec<WorkerId> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Provision(p) => Some(p.worker.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn sent(outs: &[Output], conn: ConnId) -> Vec<&Content> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Send { conn: c, msg } if *c == conn => msg.content.as_ref(),
-            _ => None,
-        })
-        .collect()
-}
-
-fn invocation_ids(outs: &[Output], conn: ConnId) -> Vec<String> {
-    sent(outs, conn)
-        .into_iter()
-        .filter_map(|c| match c {
-            Content::InvocationRequest(r) => Some(r.invocation_id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn replies(outs: &[Output]) -> Vec<(CallId, &Outcome)> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Reply { call, outcome } => Some((*call, outcome)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn events(outs: &[Output]) -> Vec<&Event> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Event(e) => Some(e),
-            _ => None,
-        })
-        .collect()
-}
-
-fn closes(outs: &[Output]) -> Vec<(ConnId, &CloseReason)> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Close { conn, reason } => Some((*conn, reason)),
-            _ => None,
-        })
-        .collect()
 }
 
 fn body_of(outcome: &Outcome) -> String {

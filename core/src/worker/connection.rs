@@ -161,6 +161,10 @@ impl Worker {
         if resumed {
             let flushed = self.flush_buffered();
             self.emit(WorkerEvent::Resumed { flushed });
+            if self.drain.as_ref().is_some_and(|d| d.cause == DrainCause::Local) {
+                // The signal may have been lost with the old stream; it is idempotent.
+                self.send_leave(cap::LEAVE_DRAINING);
+            }
         } else {
             self.forget_lost_slot();
             self.emit(WorkerEvent::Registered);

@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard_proto::rpc::WorkerTerminate;
+use switchboard_proto::Content;
+use switchboard_proto::rpc::{WorkerActionResponse, WorkerTerminate, worker_action_response};
 
 use super::{DrainCause, Link, Timer, Worker, WorkerEvent, WorkerOutput};
+use crate::runtime::cap;
 
 /// A drain under way.
 #[derive(Debug)]
@@ -47,8 +49,30 @@ impl Worker {
         self.emit(WorkerEvent::Draining { cause, grace, running, undelivered });
         if cause == DrainCause::Terminate {
             self.stop_redialing();
+        } else {
+            self.send_leave(cap::LEAVE_DRAINING);
         }
         self.check_drained();
+    }
+
+    /// Tells a runtime that speaks connection mode that this worker is leaving (see
+    /// [`cap::LEAVE_DRAINING`], [`cap::LEAVE_EXITING`]): `WorkerActionResponse{Restart}`, which
+    /// a runtime reads as "replace me". Others get nothing: they would not know what it means.
+    pub(super) fn send_leave(&mut self, reason: &str) {
+        if self.link == Link::Registered && self.resume_token.is_some() {
+            let action = WorkerActionResponse {
+                action: worker_action_response::Action::Restart as i32,
+                reason: reason.to_owned(),
+            };
+            self.send(String::new(), Content::WorkerActionResponse(action));
+        }
+    }
+
+    /// Whether new invocations are refused: while terminated (the runtime let the slot go), or
+    /// while draining on our own for a runtime that cannot be told to stop routing. A runtime
+    /// that was told may still send what it routed before it heard: that work is run.
+    pub(super) fn refuses_new_work(&self) -> bool {
+        self.drain.as_ref().is_some_and(|d| d.cause == DrainCause::Terminate || self.resume_token.is_none())
     }
 
     /// The runtime let the slot go: no more dials.
@@ -113,6 +137,10 @@ impl Worker {
     }
 
     fn exit(&mut self, code: i32, reason: String) {
+        if code != 0 && self.drain.as_ref().is_some_and(|d| d.cause == DrainCause::Local) {
+            // Leaving with work unfinished: the runtime need not keep the slot for a resume.
+            self.send_leave(cap::LEAVE_EXITING);
+        }
         self.link = Link::Exited;
         for timer in [Timer::Dial, Timer::Redial, Timer::Heartbeat, Timer::Silence, Timer::Drain] {
             self.timers.cancel(timer);

@@ -35,7 +35,7 @@ impl Worker {
                 self.emit(WorkerEvent::DuplicateRequest { invocation: id });
             }
             None if id.is_empty() => self.unexpected("InvocationRequest without an invocation id"),
-            None if self.drain.is_some() => self.refuse(id, "worker is draining".to_owned()),
+            None if self.refuses_new_work() => self.refuse(id, "worker is draining".to_owned()),
             None if !self.app.is_loaded(&req.function_id) => {
                 let reason = format!("function {:?} is not loaded on this worker", req.function_id);
                 self.refuse(id, reason);

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use switchboard_proto::rpc::{InvocationRequest, InvocationResponse, RpcFunctionMetadata, StreamingMessage};
+use switchboard_proto::rpc::{
+    InvocationRequest, InvocationResponse, RpcFunctionMetadata, RpcLog, StreamingMessage,
+};
 
 use crate::io::ConnMeta;
 
@@ -45,8 +47,14 @@ pub enum WorkerInput {
         response: Box<InvocationResponse>,
     },
     /// A local request to stop (SIGTERM): take no new work, finish and deliver what is in
-    /// flight within [`super::WorkerConfig::drain_grace`], then exit.
+    /// flight within [`super::WorkerConfig::drain_grace`], then exit. A runtime that speaks
+    /// connection mode is told (`WorkerActionResponse{Restart}`, reason
+    /// `SwitchboardDraining`) and stops routing here; work it routed before it heard is run.
     Drain,
+    /// A log line from the handler (e.g. a custom handler's `Logs`), for the runtime. Sent
+    /// on the registered stream ahead of what comes after it; dropped while disconnected
+    /// (logs are best effort, responses are not).
+    Log(Box<RpcLog>),
 }
 
 /// Something for the shell to do.

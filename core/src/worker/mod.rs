@@ -12,6 +12,14 @@
 //! response written before that heartbeat. Responses not yet confirmed when a stream dies are
 //! kept; if the runtime re-sends their invocation after a resume (it re-sends all it still
 //! holds), the response was lost and is sent again; the function is never run twice.
+//!
+//! Leaving: a local drain (SIGTERM) tells a runtime that speaks connection mode with
+//! `WorkerActionResponse{Restart}`, reason [`cap::LEAVE_DRAINING`] (again after each resume),
+//! so it routes no more work here and releases the slot once what it sent is answered; work
+//! that crossed the signal on the wire is run, not refused. A drain that runs out of grace says
+//! [`cap::LEAVE_EXITING`] before exiting, so the runtime settles what is left at once instead
+//! of keeping the slot for a resume. A slot is not resumed mid-specialization: a stream lost
+//! during the env reload or the loads costs the slot (the runtime specializes another worker).
 
 mod app;
 mod config;
@@ -31,6 +39,8 @@ use switchboard_proto::rpc::StreamingMessage;
 use crate::rng::Rng;
 use crate::timer::Timers;
 
+/// Capability keys and leave reasons both ends of connection mode use.
+pub use crate::runtime::cap;
 pub use config::WorkerConfig;
 pub use io::{DrainCause, ResponseDropReason, WorkerEvent, WorkerInput, WorkerOutput};
 
@@ -148,6 +158,11 @@ impl Worker {
             WorkerInput::Drain => {
                 let grace = self.cfg.drain_grace;
                 self.start_drain(DrainCause::Local, grace);
+            }
+            WorkerInput::Log(log) => {
+                if self.link == Link::Registered {
+                    self.send(String::new(), Content::RpcLog(*log));
+                }
             }
         }
     }

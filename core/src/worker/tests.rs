@@ -847,6 +847,89 @@ fn local_drain_stops_redialing_at_its_deadline() {
     assert_eq!(w.now, drained_at + Duration::from_secs(3), "exits at the deadline, not later");
 }
 
+/// Reasons of the `WorkerActionResponse`s sent (the leave signal).
+fn leaves(outs: &[WorkerOutput]) -> Vec<String> {
+    sent(outs)
+        .into_iter()
+        .filter_map(|c| match c {
+            Content::WorkerActionResponse(a) => Some(a.reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn local_drain_tells_the_runtime_and_runs_what_it_routed_before_it_heard() {
+    let mut w = ready();
+    let _ = w.msg(invocation("i1", "f"));
+    let outs = w.input(WorkerInput::Drain);
+    assert_eq!(leaves(&outs), vec![cap::LEAVE_DRAINING.to_owned()]);
+    let outs = w.msg(invocation("i2", "f"));
+    assert_eq!(invoked(&outs), vec!["i2"], "crossed the signal on the wire: run, not refused");
+    let _ = w.input(done("i1"));
+    let outs = w.input(done("i2"));
+    assert_eq!(responses(&outs), vec!["i2"]);
+    let outs = w.msg(heartbeat());
+    assert_eq!(exit_of(&outs).map(|(c, _)| c), Some(0), "{outs:?}");
+    assert!(leaves(&outs).is_empty(), "a clean exit needs no second signal");
+}
+
+#[test]
+fn local_drain_without_connection_mode_sends_no_signal_and_refuses_new_work() {
+    let (mut w, _) = W::new(config());
+    let _ = w.register_with(&[]);
+    w.specialize(&["f"]);
+    let _ = w.msg(invocation("i1", "f"));
+    let outs = w.input(WorkerInput::Drain);
+    assert!(leaves(&outs).is_empty(), "a runtime that gave no token would not understand it");
+    let outs = w.msg(invocation("i2", "f"));
+    assert!(invoked(&outs).is_empty());
+    assert_eq!(failure_message(sent(&outs)[0]), "worker is draining");
+}
+
+#[test]
+fn local_drain_repeats_the_signal_after_a_resume() {
+    let mut w = ready();
+    let _ = w.msg(invocation("i1", "f"));
+    let _ = w.input(WorkerInput::Disconnected { reason: "reset".into() });
+    let outs = w.input(WorkerInput::Drain);
+    assert!(leaves(&outs).is_empty(), "no stream to say it on");
+    let _ = w.next_timeout();
+    let outs = w.register(true);
+    assert_eq!(leaves(&outs), vec![cap::LEAVE_DRAINING.to_owned()]);
+}
+
+#[test]
+fn local_drain_running_out_of_grace_says_it_is_exiting() {
+    let (mut w, _) = W::new(WorkerConfig { drain_grace: Duration::from_secs(1), ..config() });
+    w.register(false);
+    w.specialize(&["f"]);
+    let _ = w.msg(invocation("i1", "f"));
+    let _ = w.input(WorkerInput::Drain);
+    let outs = w.advance(Duration::from_secs(1));
+    let pos_leave = outs.iter().position(|o| {
+        matches!(o, WorkerOutput::Send(m) if matches!(&m.content, Some(Content::WorkerActionResponse(a)) if a.reason == cap::LEAVE_EXITING))
+    });
+    let pos_exit = outs.iter().position(|o| matches!(o, WorkerOutput::Exit { code: 1, .. }));
+    assert!(pos_leave.is_some() && pos_exit.is_some() && pos_leave < pos_exit, "{outs:?}");
+}
+
+#[test]
+fn handler_logs_go_out_while_registered_and_are_dropped_while_disconnected() {
+    let mut w = ready();
+    let log = || {
+        WorkerInput::Log(Box::new(switchboard_proto::rpc::RpcLog {
+            message: "hi".into(),
+            ..Default::default()
+        }))
+    };
+    let outs = w.input(log());
+    assert!(matches!(sent(&outs)[..], [Content::RpcLog(l)] if l.message == "hi"), "{outs:?}");
+    let _ = w.input(WorkerInput::Disconnected { reason: "reset".into() });
+    let outs = w.input(log());
+    assert!(sent(&outs).is_empty(), "{outs:?}");
+}
+
 // ---- determinism ----
 
 #[test]

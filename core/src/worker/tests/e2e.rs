@@ -245,22 +245,29 @@ fn a_restarted_runtime_gets_a_fresh_registration_and_service_resumes() {
 }
 
 #[test]
-fn local_drain_finishes_in_flight_work_delivers_it_and_exits_0() {
+fn local_drain_finishes_in_flight_work_sends_new_work_elsewhere_and_exits_0() {
     let (mut net, w) = one_worker(false);
-    net.deploy(app(1, 8));
+    net.deploy(app(2, 8));
     let calls = park(&mut net, w, 3);
     net.input(w, WorkerInput::Drain);
-    let refused = net.invoke("hello", "api/hello");
-    assert!(net.run_until(secs(1), |n| n.replies.contains_key(&refused)));
-    assert!(
-        matches!(&net.replies[&refused][0], Outcome::Failed(e) if e.exception.message == "worker is draining"),
-        "{:?}",
-        net.replies[&refused]
-    );
-    net.finish(w, 3);
+    // Routed before the runtime heard of the drain: run, not refused.
+    let crossed = net.invoke("hello", "api/hello");
+    assert!(net.run_until(secs(1), |n| n.nodes[w].parked.len() == 4));
+    // Routed after: waits for another worker.
+    net.run_for(Duration::from_millis(10));
+    let later = net.invoke("hello", "api/hello");
+    net.run_for(secs(1));
+    assert!(!net.replies.contains_key(&later), "{:?}", net.replies.get(&later));
+    let other = net.add_worker(worker_config("w-2", 2), ok_handler());
+    assert!(net.run_until(secs(5), |n| n.replies.contains_key(&later)));
+    assert_eq!(net.nodes[other].invoked.len(), 1);
+    net.finish(w, 4);
     assert!(net.run_until(secs(2), |n| n.nodes[w].exit.is_some()));
     assert_eq!(net.nodes[w].exit.as_ref().map(|(code, _)| *code), Some(0));
     assert_all_ok(&net, &calls);
+    assert_all_ok(&net, &[crossed, later]);
+    assert_eq!(net.nodes[w].invoked.len(), 4);
+    assert!(net.rt_events.iter().any(|(_, e)| matches!(e, Event::WorkerReleased { .. })), "no slot lingers");
 }
 
 #[test]
