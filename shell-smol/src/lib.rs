@@ -8,7 +8,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_executor::Executor;
@@ -83,11 +83,12 @@ impl Runtime for Smol {
 
     fn spawn_process(&self, command: std::process::Command) -> io::Result<Child> {
         // async-process resets stdio it was not told about to "inherit": say it again.
-        let mut child = async_process::Command::from(command)
+        let mut command = async_process::Command::from(command);
+        command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
+            .stderr(std::process::Stdio::piped());
+        let mut child = spawn_on_spawner(command)?;
         let pid = child.id();
         let (lines, output) = mpsc::unbounded_channel();
         if let Some(out) = child.stdout.take() {
@@ -102,6 +103,33 @@ impl Runtime for Smol {
         });
         Ok(Child { pid, exit, output })
     }
+}
+
+/// A spawn handed to the spawner thread, and where its result goes.
+type SpawnJob = (async_process::Command, std::sync::mpsc::SyncSender<io::Result<async_process::Child>>);
+
+/// Forks on one thread that lives as long as the process. A worker's parent-death signal
+/// follows the *thread* that forked it, and every thread in [`Smol::block_on`] runs this
+/// executor's tasks, short-lived ones included (an embedder's, a test's): a child forked there
+/// would be killed when that thread ends.
+fn spawn_on_spawner(command: async_process::Command) -> io::Result<async_process::Child> {
+    static SPAWNER: OnceLock<std::sync::mpsc::Sender<SpawnJob>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("smol-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the process-spawner thread");
+        tx
+    });
+    let gone = || io::Error::other("the process-spawner thread is gone");
+    let (reply, result) = std::sync::mpsc::sync_channel(1);
+    spawner.send((command, reply)).map_err(|_| gone())?;
+    result.recv().map_err(|_| gone())?
 }
 
 async fn forward_lines<R>(reader: R, stderr: bool, tx: mpsc::UnboundedSender<OutputLine>)

@@ -43,6 +43,14 @@ pub fn test_config(min_idle: u32, max: u32) -> Config {
     config
 }
 
+/// Sends the runtime's log to the test's captured output (shown when a test fails): warnings
+/// by default, which include every eviction and its reason; `RUST_LOG` overrides.
+pub fn capture_runtime_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 /// A runtime under test.
 #[derive(Debug)]
 pub struct TestRuntime {
@@ -98,6 +106,7 @@ impl TestRuntime {
 
     /// Starts a runtime on the given shell.
     pub async fn start_on(shell: Shell, config: Config, apps: &[PathBuf]) -> TestRuntime {
+        capture_runtime_logs();
         let started = match shell {
             Shell::Tokio => switchboard_tokio::start(config, apps).await.expect("runtime starts"),
             Shell::Smol => {

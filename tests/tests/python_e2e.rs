@@ -145,8 +145,7 @@ async fn fifty_concurrent_calls_across_two_apps(shell: Shell) {
     });
     let results = futures_util::future::join_all(calls).await;
     for (status, got, want) in results {
-        assert_eq!(status, 200);
-        assert_eq!(got, want);
+        assert_eq!((status, &got), (200, &want));
     }
     rt.shutdown().await;
 }
