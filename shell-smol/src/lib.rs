@@ -153,7 +153,9 @@ pub async fn start(rt: Smol, config: Config, apps: &[PathBuf]) -> Result<Started
 /// Runs a runtime on smol until SIGINT or SIGTERM, then shuts it down gracefully. `on_start`
 /// sees the bound addresses.
 pub fn serve(config: Config, apps: &[PathBuf], on_start: impl FnOnce(&Started)) -> Result<(), StartError> {
-    let rt = Smol::new(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // The thread in `block_on` runs the executor's tasks too: with it, one task thread per core.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = Smol::new(cores.saturating_sub(1).max(1));
     rt.clone().block_on(async move {
         let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| StartError::Signals(e.to_string()))?;
