@@ -135,8 +135,16 @@ pub struct Metrics {
 
 #[derive(Debug, Default)]
 struct AppSeries {
-    functions: BTreeSet<String>,
+    functions: HashMap<String, FunctionSeries>,
     languages: BTreeSet<String>,
+}
+
+/// The handles of one function's series (they share their values with the families).
+#[derive(Debug)]
+struct FunctionSeries {
+    seconds: Histogram,
+    /// By position in [`OUTCOMES`]; created when first seen, as the family would.
+    outcomes: [Option<Counter>; OUTCOMES.len()],
 }
 
 /// Read access to the event-fed metrics, for the scrape.
@@ -251,18 +259,36 @@ impl Metrics {
     pub fn event(&mut self, event: &Event) {
         match event {
             Event::Settled { app, function, outcome, took, .. } => {
-                let labels = InvocationLabels {
-                    app: app.clone(),
-                    function: function.clone(),
-                    outcome: outcome.label(),
+                // Once per invocation: the series' handles are kept, so a known (app, function,
+                // outcome) costs two lookups by `&str` and no allocation.
+                let series = match self.series.get_mut(app.as_str()) {
+                    Some(series) => series,
+                    None => self.series.entry(app.clone()).or_default(),
                 };
-                self.invocations.get_or_create(&labels).inc();
-                let labels = FunctionLabels { app: app.clone(), function: function.clone() };
-                self.invocation_seconds.get_or_create(&labels).observe(took.as_secs_f64());
-                let series = self.series.entry(app.clone()).or_default();
-                if !series.functions.contains(function) {
-                    series.functions.insert(function.clone());
-                }
+                let handles = match series.functions.get_mut(function.as_str()) {
+                    Some(handles) => handles,
+                    None => {
+                        let labels = FunctionLabels { app: app.clone(), function: function.clone() };
+                        let seconds = self.invocation_seconds.get_or_create(&labels).clone();
+                        series
+                            .functions
+                            .entry(function.clone())
+                            .or_insert(FunctionSeries { seconds, outcomes: Default::default() })
+                    }
+                };
+                let slot = OUTCOMES.iter().position(|o| o == outcome).expect("every outcome kind is listed");
+                let invocations = &self.invocations;
+                handles.outcomes[slot]
+                    .get_or_insert_with(|| {
+                        let labels = InvocationLabels {
+                            app: app.clone(),
+                            function: function.clone(),
+                            outcome: outcome.label(),
+                        };
+                        invocations.get_or_create(&labels).clone()
+                    })
+                    .inc();
+                handles.seconds.observe(took.as_secs_f64());
             }
             Event::ProvisionRequested { worker, pool } => {
                 self.languages.insert(worker.clone(), pool.language.clone());
@@ -319,7 +345,7 @@ impl Metrics {
     /// Drops every series labelled with a removed app.
     fn forget_app(&mut self, app: &str) {
         let Some(series) = self.series.remove(app) else { return };
-        for function in series.functions {
+        for function in series.functions.into_keys() {
             for outcome in OUTCOMES {
                 let labels = InvocationLabels {
                     app: app.to_owned(),
