@@ -145,7 +145,7 @@ async fn the_callers_traceparent_reaches_the_function() {
 async fn json_logs_are_one_object_per_line_with_ids() {
     let serving = ServeProcess::start("jsonlogs", &["--log-format", "json"], &["shop"], 1).await;
     let tag = format!("json-{}", std::process::id());
-    let r = http_get(&format!("http://{}/shop/api/log?tag={tag}", serving.front_door), None).await;
+    let r = http_get(&format!("{}/shop/api/log?tag={tag}", serving.front_door), None).await;
     assert_eq!(r.text(), format!("logged {tag}"));
     let marker = format!("log-line-marker {tag}");
     let stderr_path = serving.stderr.clone();
@@ -155,7 +155,7 @@ async fn json_logs_are_one_object_per_line_with_ids() {
         async move { std::fs::read_to_string(&stderr_path).ok()?.contains(&marker).then_some(()) }
     })
     .await;
-    let workers = http_get(&format!("http://{}/v1/workers", serving.admin), Some(TOKEN)).await.json();
+    let workers = http_get(&format!("{}/v1/workers", serving.admin), Some(TOKEN)).await.json();
     let worker = workers.as_array().unwrap().iter().find(|w| w["app"] == "shop").unwrap()["id"].clone();
     let (status, stderr) = serving.stop().await;
     assert!(status.success(), "{status}");

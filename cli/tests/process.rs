@@ -15,7 +15,7 @@ async fn serve(name: &str, shell: &str) -> ServeProcess {
 }
 
 async fn worker_pids(s: &ServeProcess, n: usize) -> Vec<u32> {
-    let url = format!("http://{}/v1/workers", s.admin);
+    let url = format!("{}/v1/workers", s.admin);
     let workers: Vec<Value> = wait_for(Duration::from_secs(30), "placeholders", || async {
         let workers =
             http_get(&url, Some(support::TOKEN)).await.json().as_array().cloned().unwrap_or_default();
@@ -30,7 +30,7 @@ async fn worker_pids(s: &ServeProcess, n: usize) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_stops_every_worker() {
     let mut s = serve("term", "tokio").await;
-    let resp = http_get(&format!("http://{}/hello/api/hello?name=cli", s.front_door), None).await;
+    let resp = http_get(&format!("{}/hello/api/hello?name=cli", s.front_door), None).await;
     assert_eq!(resp.text(), "Hello, cli!");
     let pids = worker_pids(&s, 2).await;
     kill(s.child.id().unwrap(), libc::SIGTERM);
@@ -55,7 +55,7 @@ async fn a_killed_runtime_leaves_no_orphans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_smol_shell_serves_and_stops_cleanly_too() {
     let mut s = serve("smol", "smol").await;
-    let resp = http_get(&format!("http://{}/hello/api/hello?name=smol", s.front_door), None).await;
+    let resp = http_get(&format!("{}/hello/api/hello?name=smol", s.front_door), None).await;
     assert_eq!(resp.text(), "Hello, smol!");
     let pids = worker_pids(&s, 2).await;
     kill(s.child.id().unwrap(), libc::SIGTERM);

@@ -82,8 +82,9 @@ settings = {{ GREETING = "{greeting}", API_KEY = "{api_key}" }}
     );
     let args = ["--log-format", "json", "serve", "--shell", shell];
     let serving = ServeProcess::with_config(dir, &config, &args, &[("RUST_LOG", "debug")]).await;
-    let (front, admin) = (serving.front_door.clone(), serving.admin.clone());
-    let workers = serving.workers.parse().unwrap();
+    let host_port = |url: &str| url.trim_start_matches("http://").to_owned();
+    let (front, admin) = (host_port(&serving.front_door), host_port(&serving.admin));
+    let workers = host_port(&serving.workers).parse().unwrap();
 
     // The setting reaches the app's worker: the app's own function shows it to its own caller.
     let r = http_get(&format!("http://{front}/hello/api/setting"), None).await;

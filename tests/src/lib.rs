@@ -262,6 +262,8 @@ pub struct ServeProcess {
     pub workers: String,
     /// The admin token.
     pub token: String,
+    /// Where its stderr goes.
+    pub stderr: std::path::PathBuf,
 }
 
 impl ServeProcess {
@@ -273,22 +275,38 @@ impl ServeProcess {
         config: &str,
         token: &str,
     ) -> ServeProcess {
+        ServeProcess::launch(binary, dir, config, &["serve"], &[], token).await
+    }
+
+    /// Starts `binary ARGS --config <file>` (ARGS ending in `serve` and its flags) with
+    /// `config` and `env`, its stderr in `dir/stderr.log`; waits for its address line.
+    pub async fn launch(
+        binary: &std::path::Path,
+        dir: &std::path::Path,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        token: &str,
+    ) -> ServeProcess {
         use tokio::io::AsyncBufReadExt;
         std::fs::create_dir_all(dir).unwrap();
         let config_path = dir.join("switchboard.toml");
         std::fs::write(&config_path, config).unwrap();
+        let stderr = dir.join("stderr.log");
         let mut child = tokio::process::Command::new(binary)
-            .args(["serve", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&config_path)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .kill_on_drop(true)
             .spawn()
             .expect("start switchboard");
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
-            .expect("the address line within 2 minutes")
+            .expect("the address line within 2 minutes (first run installs the Python worker)")
             .unwrap()
             .expect("a line on stdout");
         // "switchboard: front door http://A admin http://B workers C"
@@ -300,7 +318,19 @@ impl ServeProcess {
             admin: words[5].to_owned(),
             workers: format!("http://{}", words[7]),
             token: token.to_owned(),
+            stderr,
         }
+    }
+
+    /// SIGTERM; the exit status and everything it wrote on stderr.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        kill(self.child.id().expect("running"), libc::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits within 30 s")
+            .expect("wait");
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (status, stderr)
     }
 
     /// GET on the admin API.
@@ -341,14 +371,6 @@ impl ServeProcess {
             (workers.iter().filter(|w| w["state"] == state).count() >= n).then_some(workers)
         })
         .await
-    }
-
-    /// SIGTERM, then wait for the exit.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            kill(pid, libc::SIGTERM);
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
     }
 }
 

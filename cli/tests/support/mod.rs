@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 
 /// The token `switchboard_tests::test_config` sets.
 pub const TOKEN: &str = "test-token";
@@ -162,21 +162,26 @@ where
     }
 }
 
-/// `switchboard serve` as a process, with its stderr captured to a file.
+/// `switchboard serve` as a process (stderr captured to a file), with the folder it runs in.
 #[derive(Debug)]
 pub struct ServeProcess {
-    /// The process.
-    pub child: tokio::process::Child,
-    /// `host:port` of the front door.
-    pub front_door: String,
-    /// `host:port` of the admin API.
-    pub admin: String,
-    /// `host:port` of the worker endpoint.
-    pub workers: String,
-    /// Where stderr goes.
-    pub stderr: PathBuf,
-    /// Its folder.
+    /// The process and its addresses.
+    pub serving: switchboard_tests::ServeProcess,
+    /// Its folder (removed on drop).
     pub dir: TempDir,
+}
+
+impl std::ops::Deref for ServeProcess {
+    type Target = switchboard_tests::ServeProcess;
+    fn deref(&self) -> &Self::Target {
+        &self.serving
+    }
+}
+
+impl std::ops::DerefMut for ServeProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.serving
+    }
 }
 
 impl ServeProcess {
@@ -201,48 +206,22 @@ impl ServeProcess {
         ServeProcess::with_config(dir, &config, args, &[]).await
     }
 
-    /// Starts `switchboard ARGS --config FILE` (ARGS ending in `serve` and its flags) with this
-    /// config text, saved in `dir`, and `env`; waits for its address line.
+    /// Starts `switchboard ARGS --config FILE` with this config text, saved in `dir`, and `env`.
     pub async fn with_config(
         dir: TempDir,
         config: &str,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> ServeProcess {
-        let config_path = dir.0.join("switchboard.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let stderr = dir.0.join("stderr.log");
-        let mut child = tokio::process::Command::new(binary())
-            .args(args)
-            .arg("--config")
-            .arg(&config_path)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .expect("the address line within 2 minutes (first run installs the Python worker)")
-            .unwrap()
-            .expect("a line on stdout");
-        // "switchboard: front door http://A admin http://B workers C"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words[..3], ["switchboard:", "front", "door"], "{line}");
-        let strip = |s: &str| s.trim_start_matches("http://").to_owned();
-        let workers = words[7].to_owned();
-        ServeProcess { child, front_door: strip(words[3]), admin: strip(words[5]), workers, stderr, dir }
+        let serving =
+            switchboard_tests::ServeProcess::launch(Path::new(binary()), &dir.0, config, args, env, TOKEN)
+                .await;
+        ServeProcess { serving, dir }
     }
 
-    /// SIGTERM, and the exit status.
-    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
-        switchboard_tests::kill(self.child.id().unwrap(), libc::SIGTERM);
-        let status =
-            tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits").unwrap();
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap();
-        (status, stderr)
+    /// SIGTERM; the exit status and its stderr.
+    pub async fn stop(self) -> (std::process::ExitStatus, String) {
+        self.serving.stop().await
     }
 }
 
