@@ -15,21 +15,8 @@ use crate::stats::{Summary, fmt, ms, percentile};
 const TOKEN: &str = "bench";
 
 fn config(dir: &Path, min_idle: u32, max: u32) -> String {
-    format!(
-        r#"state_dir = "{state}"
-[listen]
-front_door = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-workers = "127.0.0.1:0"
-[admin]
-token = "{TOKEN}"
-[[pool]]
-language = "python"
-min_idle = {min_idle}
-max = {max}
-"#,
-        state = dir.join("state").display()
-    )
+    let head = switchboard_tests::loopback_config(&dir.join("state"), TOKEN);
+    format!("{head}[[pool]]\nlanguage = \"python\"\nmin_idle = {min_idle}\nmax = {max}\n")
 }
 
 /// Deploys the hello example as `name` and times the first call, then reads the phase timings

@@ -118,16 +118,10 @@ pub fn echo_app(dir: &Path) -> PathBuf {
 
 /// Config for a runtime whose only pool takes echo workers that join with a token.
 pub fn echo_config(dir: &Path, shell: &str, max: u32) -> String {
+    let head = switchboard_tests::loopback_config(&dir.join("state"), TOKEN);
     format!(
-        r#"state_dir = "{state}"
-shell = "{shell}"
-[listen]
-front_door = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-workers = "127.0.0.1:0"
-[admin]
-token = "{TOKEN}"
-# Every bench worker dials from 127.0.0.1: lift the per-address guards against floods.
+        r#"shell = "{shell}"
+{head}# Every bench worker dials from 127.0.0.1: lift the per-address guards against floods.
 [limits]
 max_connections_per_address = 0
 max_unadmitted_streams_per_address = 0
@@ -138,8 +132,7 @@ provisioner = "external"
 join_token = "{TOKEN}"
 min_idle = 0
 max = {max}
-"#,
-        state = dir.join("state").display()
+"#
     )
 }
 

@@ -59,15 +59,9 @@ async fn secrets_stay_out_of_logs_metrics_and_the_admin_api(shell: &str) {
 
     let dir = TempDir::new(&format!("secrets-{shell}"));
     let hello = example("hello");
+    let head = switchboard_tests::loopback_config(&dir.0.join("state"), &admin_token);
     let config = format!(
-        r#"state_dir = "{state}"
-[listen]
-front_door = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-workers = "127.0.0.1:0"
-[admin]
-token = "{admin_token}"
-[[pool]]
+        r#"{head}[[pool]]
 language = "python"
 min_idle = 1
 [[pool]]
@@ -77,8 +71,7 @@ join_token = "{join}"
 [[app]]
 path = "{hello}"
 settings = {{ GREETING = "{greeting}", API_KEY = "{api_key}" }}
-"#,
-        state = dir.0.join("state").display(),
+"#
     );
     let args = ["--log-format", "json", "serve", "--shell", shell];
     let serving = ServeProcess::with_config(dir, &config, &args, &[("RUST_LOG", "debug")]).await;

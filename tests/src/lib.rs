@@ -240,6 +240,17 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// The start of a `switchboard serve` config for tests and benchmarks: state in
+/// `state_dir`, every listener on a free loopback port, and `admin_token`. Append pools, apps
+/// and the rest.
+pub fn loopback_config(state_dir: &std::path::Path, admin_token: &str) -> String {
+    format!(
+        "state_dir = \"{}\"\n[listen]\nfront_door = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         workers = \"127.0.0.1:0\"\n[admin]\ntoken = \"{admin_token}\"\n",
+        state_dir.display()
+    )
+}
+
 /// Sends a signal to a process.
 pub fn kill(pid: u32, signal: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.

@@ -195,11 +195,8 @@ impl ServeProcess {
     /// apps and a python pool.
     pub async fn serve(name: &str, args: &[&str], apps: &[&str], min_idle: u32) -> ServeProcess {
         let dir = TempDir::new(name);
-        let mut config = format!(
-            "state_dir = \"{}\"\n[listen]\nfront_door = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = \"127.0.0.1:0\"\n\
-             [admin]\ntoken = \"{TOKEN}\"\n[[pool]]\nlanguage = \"python\"\nmin_idle = {min_idle}\n",
-            dir.0.join("state").display()
-        );
+        let mut config = switchboard_tests::loopback_config(&dir.0.join("state"), TOKEN);
+        config.push_str(&format!("[[pool]]\nlanguage = \"python\"\nmin_idle = {min_idle}\n"));
         for app in apps {
             config.push_str(&format!("[[app]]\npath = \"{}\"\n", example(app)));
         }
